@@ -1,0 +1,51 @@
+"""gunicorn settings for hipush: `gunicorn -c gunicorn.conf.py wsgi:app` (`-w N` overrides the worker count)."""
+import os
+import resource
+import subprocess
+import sys
+
+from hipush import config as hipush_config
+
+bind = os.environ.get("HIPUSH_BIND") or "127.0.0.1:8080"
+workers = int(os.environ.get("HIPUSH_WORKERS") or 2)
+worker_class = "gevent"
+worker_connections = 10000  # parked polls per worker; see max_parked_polls
+# gunicorn caps a non-zero request line at 8190 bytes, too small for a 4096-byte content sent by GET;
+# 0 lifts it and hipush enforces its own query-string cap (413 / 1030)
+limit_request_line = 0
+limit_request_field_size = 8190
+timeout = 30
+graceful_timeout = 15
+keepalive = 5
+accesslog = os.environ.get("HIPUSH_ACCESS_LOG") or None
+errorlog = "-"
+
+
+def on_starting(server):
+    """Before any worker exists: create the schema once and start the node's embedded redis-server.
+
+    The schema is made in a child process so that this master never imports database drivers
+    (and ssl) before the gevent workers patch the standard library.
+    """
+    from hipush.storage.embedded import EmbeddedRedis
+
+    config = hipush_config.load()
+    subprocess.run([sys.executable, "-m", "hipush.storage.db"], check=True)
+    if config.embedded_redis:
+        server.hipush_redis = EmbeddedRedis(config.data_dir)
+        server.hipush_redis.ensure_running(detach=False)
+    redis_at = config.redis_url.split("@")[-1] if config.redis_url else f"embedded at {config.embedded_redis_socket}"
+    server.log.info("hipush: redis %s, public address %s, data dir %s", redis_at, config.public_addr, config.data_dir)
+
+
+def on_exit(server):
+    embedded = getattr(server, "hipush_redis", None)
+    if embedded:
+        embedded.stop()
+
+
+def post_fork(server, worker):
+    """Each parked poll holds a client socket and a Redis connection: allow as many files as the system does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

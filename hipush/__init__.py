@@ -1,0 +1,29 @@
+"""hipush: a self-hosted push service. `create_app()` builds the Flask app.
+
+Nothing is imported at package level, so gunicorn's master can read the
+configuration without pulling in Flask, redis-py or ssl before gevent patches.
+"""
+
+
+def create_app(config=None):
+    import logging
+
+    from flask import Flask
+
+    from . import config as config_module
+    from .services import Services
+    from .views import admin, comet, errors, web
+
+    config = config or config_module.load()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.limits.body_bytes
+    services = Services(config)
+    app.extensions["hipush"] = services
+    for role, blueprint in (("web", web.bp), ("admin", admin.bp), ("comet", comet.bp)):
+        if role in config.roles:
+            app.register_blueprint(blueprint)
+    errors.init_app(app)
+    if config.background:
+        services.start_background()
+    return app

@@ -1,0 +1,133 @@
+"""Every HIPUSH_* setting, read from the environment once and checked here."""
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ROLES = ("web", "admin", "comet")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _int(env, name, default, lo, hi):
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _load_dotenv(path: Path, env: dict) -> None:
+    """A `.env` file adds variables that the real environment does not set."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        env.setdefault(key.strip(), value.strip().strip("'\""))
+
+
+def _secret_key(data_dir: Path) -> str:
+    """A missing HIPUSH_SECRET_KEY is generated once and kept beside the embedded data."""
+    path = data_dir / "secret_key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Limits:
+    content_bytes: int = 4096
+    query_string_bytes: int = 16 * 1024
+    body_bytes: int = 64 * 1024
+    terminal_ids: int = 1000
+    subscribe_clients: int = 100
+    queue_length: int = 1000
+    name_chars: int = 64
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    redis_url: str  # empty = the embedded redis-server in data_dir
+    bind: str
+    public_addr: str
+    secret_key: str
+    roles: frozenset
+    timezone: ZoneInfo
+    data_dir: Path
+    limits: Limits = field(default_factory=Limits)
+    poll_timeout_default: int = 30
+    poll_timeout_max: int = 60
+    presence_grace: int = 30
+    default_expires: int = 86400
+    max_expires: int = 10 * 86400
+    token_lifetime: int = 7 * 86400
+    max_parked_polls: int = 9000
+    node_heartbeat: float = 5.0
+    node_ttl: float = 15.0
+    background: bool = True  # heartbeats and counter flushes; off for in-process unit tests
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"unix://{self.embedded_redis_socket}"
+
+
+def load(environ=None, **overrides) -> Config:
+    env = dict(os.environ if environ is None else environ)
+    _load_dotenv(Path(env.get("HIPUSH_ENV_FILE", ".env")), env)
+    data_dir = Path(env.get("HIPUSH_DATA_DIR") or "./var").resolve()
+    bind = env.get("HIPUSH_BIND") or "127.0.0.1:8080"
+    if ":" not in bind:
+        raise ConfigError(f"HIPUSH_BIND must be host:port, got {bind!r}")
+    public_addr = env.get("HIPUSH_PUBLIC_ADDR") or bind
+    host, _, port = public_addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"HIPUSH_PUBLIC_ADDR must be ip:port, got {public_addr!r}")
+    roles = frozenset(r.strip() for r in (env.get("HIPUSH_ROLES") or ",".join(ROLES)).split(",") if r.strip())
+    if not roles or roles - set(ROLES):
+        raise ConfigError(f"HIPUSH_ROLES must be a comma list of {', '.join(ROLES)}")
+    try:
+        tz = ZoneInfo(env.get("HIPUSH_TIMEZONE") or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"HIPUSH_TIMEZONE is not a known time zone: {env.get('HIPUSH_TIMEZONE')!r}") from None
+    database_url = env.get("HIPUSH_DATABASE_URL") or f"sqlite:///{data_dir / 'hipush.db'}"
+    values = dict(
+        database_url=database_url,
+        redis_url=env.get("HIPUSH_REDIS_URL", ""),
+        bind=bind,
+        public_addr=public_addr,
+        secret_key=env.get("HIPUSH_SECRET_KEY") or _secret_key(data_dir),
+        roles=roles,
+        timezone=tz,
+        data_dir=data_dir,
+        limits=Limits(queue_length=_int(env, "HIPUSH_QUEUE_LENGTH", 1000, 1, 100000)),
+        poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, 60),
+        presence_grace=_int(env, "HIPUSH_PRESENCE_GRACE", 30, 1, 3600),
+        max_parked_polls=_int(env, "HIPUSH_MAX_PARKED_POLLS", 9000, 1, 100000),
+    )
+    values.update(overrides)
+    return Config(**values)

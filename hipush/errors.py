@@ -1,0 +1,42 @@
+"""One error class for every failure an API call can answer with (SPEC §7)."""
+
+
+class ApiError(Exception):
+    def __init__(self, http_status: int, code: int, reason: str, headers=None):
+        super().__init__(reason)
+        self.http_status = http_status
+        self.code = code
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def bad_param(reason):
+    return ApiError(403, 1024, reason)
+
+
+def internal(reason="internal server error"):
+    return ApiError(500, 1025, reason)
+
+
+def not_found(reason):
+    return ApiError(404, 1026, reason)
+
+
+def method_not_allowed(reason="HTTP method not allowed"):
+    return ApiError(405, 1027, reason)
+
+
+def auth_failed(reason):
+    return ApiError(401, 1028, reason)
+
+
+def rate_limited(reason, retry_after: int):
+    return ApiError(429, 1029, reason, {"Retry-After": str(retry_after)})
+
+
+def too_large(reason):
+    return ApiError(413, 1030, reason)
+
+
+def unavailable(reason):
+    return ApiError(503, 1031, reason)

@@ -1,0 +1,132 @@
+"""Size, count and format rules for every input (SPEC §6, §8). Plain functions, no Flask.
+
+Each check raises ApiError; callers run them in SPEC's order: sizes and counts
+first (check_bytes, check_count), then formats (the parse_* functions).
+"""
+import re
+
+from .errors import bad_param, too_large
+
+TOPIC_RE = re.compile(r"[A-Za-z0-9_.:@-]+")
+CLIENT_ID_RE = re.compile(r"[0-9a-f]{32}")
+DEVICE_ID_RE = re.compile(r"[\x21-\x7e]+")
+JSONP_CALLBACK_RE = re.compile(r"[A-Za-z_$][0-9A-Za-z_$.]{0,63}")
+INT_RE = re.compile(r"[0-9]{1,18}")
+TERMINAL_TYPES = ("web", "android", "ios", "weixin", "qq", "email", "sms")
+
+
+def check_bytes(name, value, limit):
+    if value is not None and len(value.encode("utf-8")) > limit:
+        raise too_large(f"{name} is longer than {limit} bytes")
+
+
+def check_length(name, value, max_chars):
+    if value is not None and len(value) > max_chars:
+        raise too_large(f"{name} is longer than {max_chars} characters")
+
+
+def check_count(name, values, limit):
+    if len(values) > limit:
+        raise bad_param(f"too many {name}: at most {limit}")
+
+
+def require(name, value):
+    if value is None or value == "":
+        raise bad_param(f"missing parameter: {name}")
+    return value
+
+
+def parse_id(name, value):
+    """Integer ids (job_id, msg_id): decimal digits."""
+    require(name, value)
+    if not INT_RE.fullmatch(value):
+        raise bad_param(f"{name} must be a positive integer")
+    return int(value)
+
+
+def parse_int(name, value, lo, hi, default=None):
+    if value is None or value == "":
+        if default is None:
+            raise bad_param(f"missing parameter: {name}")
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,12}", value):
+        raise bad_param(f"{name} must be an integer")
+    number = int(value)
+    if not lo <= number <= hi:
+        raise bad_param(f"{name} must be between {lo} and {hi}")
+    return number
+
+
+def parse_bool(name, value, default=False):
+    if value is None or value == "":
+        return default
+    lowered = value.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise bad_param(f"{name} must be true, false, 1 or 0")
+
+
+def parse_msg_type(value):
+    return parse_int("msg_type", value, 0, 1)
+
+
+def parse_topic(name, value):
+    require(name, value)
+    if not TOPIC_RE.fullmatch(value):
+        raise bad_param(f"{name} must be made of A-Z a-z 0-9 _ . : @ -")
+    return value
+
+
+def parse_client_id(value, name="client_id"):
+    require(name, value)
+    if not CLIENT_ID_RE.fullmatch(value):
+        raise bad_param(f"{name} is malformed")
+    return value
+
+
+def parse_device_id(value):
+    require("device_id", value)
+    if not DEVICE_ID_RE.fullmatch(value):
+        raise bad_param("device_id must be printable ASCII characters without spaces")
+    return value
+
+
+def parse_terminal_type(value):
+    """None when absent: an existing client keeps its type, a new one is "web"."""
+    if value is None or value == "":
+        return None
+    if value not in TERMINAL_TYPES:
+        raise bad_param(f"terminal_type must be one of {', '.join(TERMINAL_TYPES)}")
+    return value
+
+
+def parse_coordinate(name, value, bound):
+    require(name, value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise bad_param(f"{name} must be a number") from None
+    if not -bound <= number <= bound:  # also rejects nan
+        raise bad_param(f"{name} must be between {-bound} and {bound}")
+    return number
+
+
+def parse_text(name, value, required=True):
+    """Free text (job name/type, org, address; lengths checked before): no control characters."""
+    if value is None or value == "":
+        if required:
+            raise bad_param(f"missing parameter: {name}")
+        return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise bad_param(f"{name} contains control characters")
+    return value
+
+
+def parse_jsonp_callback(value):
+    if value is None:
+        return None
+    if not JSONP_CALLBACK_RE.fullmatch(value):
+        raise bad_param("callback must match ^[A-Za-z_$][0-9A-Za-z_$.]{0,63}$")
+    return value

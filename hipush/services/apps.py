@@ -1,0 +1,105 @@
+"""Apps: registration, settings, and authentication of signed calls (SPEC §3, §6)."""
+import secrets
+import time
+
+from .. import signing
+from ..errors import auth_failed, bad_param, not_found
+from ..storage import keys
+
+SIGN_POLICIES = ("md5", "hmac")
+TOKEN_POLICIES = ("open", "signed")
+
+
+class Apps:
+    def __init__(self, store, commands, cache_seconds: float = 5.0):
+        self.store = store
+        self.commands = commands
+        self.cache_seconds = cache_seconds
+        self._cache = {}  # app_key or id -> (fetched_at, row); secrets change rarely
+
+    def _cached(self, key, fetch, fresh=False):
+        hit = self._cache.get(key)
+        if hit and not fresh and time.monotonic() - hit[0] < self.cache_seconds:
+            return hit[1]
+        row = fetch()
+        self._cache[key] = (time.monotonic(), row)
+        return row
+
+    def by_key(self, app_key: str, fresh=False):
+        return self._cached(("key", app_key), lambda: self.store.get_app(app_key), fresh)
+
+    def by_id(self, app_id: int):
+        return self._cached(("id", app_id), lambda: self.store.get_app_by_id(app_id))
+
+    def require(self, app_key):
+        """The app of an unsigned call (genId): unknown keys fail authentication."""
+        app = self.by_key(app_key) if app_key else None
+        if app is None:
+            raise auth_failed("unknown app_key")
+        return app
+
+    def authenticate(self, params) -> dict:
+        """The app a signed call comes from, or 401 / 1028."""
+        app_key = params.first("app_key") or params.first("appkey")
+        app = self.require(app_key)
+        method = params.first("sign_method") or "md5"
+        if method not in ("md5", signing.HMAC_METHOD):
+            raise auth_failed("sign_method must be md5 or hmac-sha256")
+        if method == "md5" and app["sign_policy"] == "hmac":
+            raise auth_failed("this app accepts only hmac-sha256 signatures")
+        if method == signing.HMAC_METHOD:
+            self._check_freshness(params)
+        sign = params.first("sign")
+        if not sign:
+            raise auth_failed("missing sign")
+        if not signing.signature_matches(params.pairs, app["app_secret"], sign):
+            app = self.by_key(app_key, fresh=True)  # the secret may have just been rotated
+            if not signing.signature_matches(params.pairs, app["app_secret"], sign):
+                raise auth_failed("wrong sign")
+        if method == signing.HMAC_METHOD:
+            nonce = params.first("nonce")
+            if not self.commands.set(keys.nonce(app["app_key"], nonce), 1, nx=True, ex=signing.NONCE_TTL):
+                raise auth_failed("nonce already used")
+        return app
+
+    @staticmethod
+    def _check_freshness(params):
+        timestamp, nonce = params.first("timestamp"), params.first("nonce")
+        if not timestamp or not timestamp.isdigit() or len(timestamp) > 12 \
+                or abs(int(timestamp) - time.time()) > signing.TIMESTAMP_SKEW:
+            raise auth_failed(f"timestamp must be unix seconds within {signing.TIMESTAMP_SKEW} s of the server's clock")
+        if not nonce or len(nonce) > 64:
+            raise auth_failed("nonce must be 1-64 characters")
+
+    # administration (CLI)
+    def create(self, name: str) -> dict:
+        if not name or len(name) > 64:
+            raise bad_param("name must be 1-64 characters")
+        return self.store.create_app(name)
+
+    def rotate_secret(self, app_key: str) -> dict:
+        secret = secrets.token_hex(24)
+        if not self.store.update_app(app_key, app_secret=secret):
+            raise not_found("no such app")
+        return {"app_key": app_key, "app_secret": secret}
+
+    def configure(self, app_key: str, sign_policy=None, token_policy=None, allowed_origins=None) -> dict:
+        values = {}
+        if sign_policy is not None:
+            if sign_policy not in SIGN_POLICIES:
+                raise bad_param(f"sign policy must be one of {', '.join(SIGN_POLICIES)}")
+            values["sign_policy"] = sign_policy
+        if token_policy is not None:
+            if token_policy not in TOKEN_POLICIES:
+                raise bad_param(f"token policy must be one of {', '.join(TOKEN_POLICIES)}")
+            values["token_policy"] = token_policy
+        if allowed_origins is not None:
+            values["allowed_origins"] = ",".join(o.strip() for o in allowed_origins.split(",") if o.strip()) or "*"
+        if values and not self.store.update_app(app_key, **values):
+            raise not_found("no such app")
+        return self.by_key(app_key, fresh=True)
+
+
+def origin_allowed(app: dict, origin: str) -> bool:
+    allowed = app["allowed_origins"].split(",")
+    return "*" in allowed or origin in allowed

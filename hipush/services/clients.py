@@ -1,0 +1,74 @@
+"""Clients: ids, tokens, revocation, locations (SPEC §3, §6)."""
+import time
+
+from .. import identity
+from ..errors import auth_failed, not_found
+from ..storage import keys
+
+META_TTL = 86400
+
+# KEYS meta; ARGV app_id epoch ttl. Never lowers a cached epoch, so a lookup that
+# raced a revocation cannot bring the old epoch back.
+_CACHE_META = """
+local cached = redis.call('HGET', KEYS[1], 'epoch')
+if cached and tonumber(cached) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'app_id', ARGV[1], 'epoch', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+class Clients:
+    def __init__(self, store, commands, secret_key: str, token_lifetime: int):
+        self.store = store
+        self.commands = commands
+        self.secret_key = secret_key
+        self.token_lifetime = token_lifetime
+        self._cache_meta = commands.register_script(_CACHE_META)
+
+    def register(self, app: dict, device_id: str, **fields) -> str:
+        client_id = identity.client_id_for(self.secret_key, app["app_key"], device_id)
+        self.store.upsert_client(client_id, app["id"], device_id, **fields)
+        return client_id
+
+    def get(self, app_id, client_id: str) -> dict:
+        """A client of this app (app_id None: of any app), else 404 / 1026: another app's client looks missing."""
+        client = self.store.get_client(client_id)
+        if client is None or (app_id is not None and client["app_id"] != app_id):
+            raise not_found("no such client")
+        return client
+
+    def issue_token(self, client: dict) -> dict:
+        expires_at = int(time.time()) + self.token_lifetime
+        token = identity.issue_token(self.secret_key, client["client_id"], client["token_epoch"], expires_at)
+        return {"client_id": client["client_id"], "token": token, "expires_in": self.token_lifetime}
+
+    def revoke(self, app: dict, client_id: str) -> None:
+        client = self.get(app["id"], client_id)
+        self._cache_meta(keys=[keys.client_meta(client_id)],
+                         args=[client["app_id"], self.store.bump_token_epoch(client_id), META_TTL])
+
+    def set_location(self, client_id: str, lat: float, lng: float) -> None:
+        self.store.update_client(client_id, lat=lat, lng=lng)
+
+    def authenticate(self, client_id: str, token: str) -> int:
+        """The app id of a client whose token is valid, else 401 / 1028."""
+        epoch = identity.token_epoch(self.secret_key, client_id, token, time.time())
+        if epoch is None:
+            raise auth_failed("bad or expired token")
+        meta = self._meta(client_id)
+        if meta is None or meta["epoch"] != epoch:
+            raise auth_failed("token revoked")
+        return meta["app_id"]
+
+    def _meta(self, client_id: str):
+        """The token epoch and app of a client: Redis cache first, SQL when it misses."""
+        key = keys.client_meta(client_id)
+        cached = self.commands.hgetall(key)
+        if cached:
+            return {"app_id": int(cached[b"app_id"]), "epoch": int(cached[b"epoch"])}
+        client = self.store.get_client(client_id)
+        if client is None:
+            return None
+        self._cache_meta(keys=[key], args=[client["app_id"], client["token_epoch"], META_TTL])
+        return {"app_id": client["app_id"], "epoch": client["token_epoch"]}

@@ -1,0 +1,49 @@
+"""Live comet nodes: each registers its public address with a heartbeat; clients are spread by rendezvous hashing."""
+import hashlib
+import random
+import time
+
+from ..errors import unavailable
+from ..storage import keys
+
+
+def _weight(client_id: str, node: str) -> bytes:
+    return hashlib.sha1(f"{client_id}|{node}".encode()).digest()
+
+
+class Nodes:
+    def __init__(self, commands, public_addr: str, ttl: float):
+        self.commands = commands
+        self.public_addr = public_addr
+        self.ttl_ms = int(ttl * 1000)
+
+    def heartbeat(self) -> None:
+        now = int(time.time() * 1000)
+        pipe = self.commands.pipeline(transaction=False)
+        pipe.zadd(keys.NODES, {self.public_addr: now})
+        pipe.zremrangebyscore(keys.NODES, 0, now - 100 * self.ttl_ms)  # forget long-dead nodes
+        pipe.execute()
+
+    def leave(self) -> None:
+        self.commands.zrem(keys.NODES, self.public_addr)
+
+    def live(self) -> list:
+        now = int(time.time() * 1000)
+        return sorted(n.decode() for n in self.commands.zrangebyscore(keys.NODES, now - self.ttl_ms, "+inf"))
+
+    def _address(self, node: str) -> dict:
+        host, _, port = node.rpartition(":")
+        return {"ip": host, "port": int(port)}
+
+    def _require_live(self) -> list:
+        nodes = self.live()
+        if not nodes:
+            raise unavailable("no live comet node")
+        return nodes
+
+    def for_client(self, client_id: str) -> dict:
+        """Stable for a client while the set of live nodes is unchanged; moves only its share when it changes."""
+        return self._address(max(self._require_live(), key=lambda node: _weight(client_id, node)))
+
+    def any(self) -> dict:
+        return self._address(random.choice(self._require_live()))

@@ -1,0 +1,87 @@
+"""Live delivery counters in Redis, moved to SQL by a flusher, each count exactly once.
+
+Per job and per push, `live` takes HINCRBYs. A flush renames `live` to
+`pending` with a fresh token, adds it to the SQL row together with the token
+(the SQL update is skipped when the row already carries that token), then marks
+`pending` applied. A reader adds `pending` only while SQL lacks its token.
+"""
+import uuid
+
+from . import keys
+
+COUNTER_FIELDS = ("sent", "arrived", "expired", "failed")
+
+# KEYS live pending; ARGV token ttl_s
+_CLAIM = """
+if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HGET', KEYS[2], 'applied') ~= '1' then
+  return redis.call('HGETALL', KEYS[2])
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('DEL', KEYS[2])
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[2], 'token', ARGV[1])
+return redis.call('HGETALL', KEYS[2])
+"""
+
+# KEYS pending; ARGV token ttl_s
+_MARK_APPLIED = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'applied', '1')
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+
+def _as_dict(flat):
+    return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+
+class CounterStore:
+    def __init__(self, commands):
+        self.commands = commands
+        self._claim = commands.register_script(_CLAIM)
+        self._mark_applied = commands.register_script(_MARK_APPLIED)
+
+    def add(self, increments: dict) -> None:
+        """increments: {(kind, id): {field: n}}"""
+        if not increments:
+            return
+        pipe = self.commands.pipeline(transaction=False)
+        for (kind, row_id), fields in increments.items():
+            live, _ = keys.counter_keys(kind, row_id)
+            for name, n in fields.items():
+                pipe.hincrby(live, name, n)
+            pipe.sadd(keys.COUNTERS_DIRTY, f"{kind}:{row_id}")
+        pipe.execute()
+
+    def dirty(self, count: int) -> list:
+        return [m.decode().split(":") for m in self.commands.spop(keys.COUNTERS_DIRTY, count) or []]
+
+    def mark_dirty(self, kind, row_id) -> None:
+        self.commands.sadd(keys.COUNTERS_DIRTY, f"{kind}:{row_id}")
+
+    def claim(self, kind, row_id):
+        """(token, deltas) to apply to SQL, or None when nothing is unflushed."""
+        values = _as_dict(self._claim(keys=list(keys.counter_keys(kind, row_id)), args=[uuid.uuid4().hex]))
+        if not values:
+            return None
+        token = values.pop("token")
+        values.pop("applied", None)
+        return token, {k: int(v) for k, v in values.items() if k in COUNTER_FIELDS}
+
+    def mark_applied(self, kind, row_id, token) -> None:
+        _, pending = keys.counter_keys(kind, row_id)
+        self._mark_applied(keys=[pending], args=[token, 3600])
+
+    def read(self, kind, row_id):
+        """(pending_token, pending_counts, live_counts) read atomically."""
+        live, pending = keys.counter_keys(kind, row_id)
+        pipe = self.commands.pipeline(transaction=True)
+        pipe.hgetall(pending)
+        pipe.hgetall(live)
+        pending_values, live_values = pipe.execute()
+        pending_values = {k.decode(): v.decode() for k, v in pending_values.items()}
+        live_values = {k.decode(): int(v) for k, v in live_values.items()}
+        token = pending_values.get("token")
+        return token, {k: int(v) for k, v in pending_values.items() if k in COUNTER_FIELDS}, live_values

@@ -1,0 +1,189 @@
+"""Records in SQL through SQLAlchemy Core: SQLite (embedded default) or MySQL via pymysql.
+
+The schema is created (and later upgraded) under a lock, so several workers
+and nodes starting at once never race each other.
+"""
+import contextlib
+import fcntl
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+SCHEMA_VERSION = 1
+Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
+Counter = sa.BigInteger
+
+metadata = sa.MetaData()
+_table_args = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+
+
+def _counters():
+    return [
+        sa.Column("sent", Counter, nullable=False, server_default="0"),
+        sa.Column("arrived", Counter, nullable=False, server_default="0"),
+        sa.Column("expired", Counter, nullable=False, server_default="0"),
+        sa.Column("failed", Counter, nullable=False, server_default="0"),
+        # the last counter flush applied to this row; makes a repeated flush a no-op
+        sa.Column("flush_token", sa.String(40)),
+    ]
+
+
+schema_version = sa.Table("hipush_schema", metadata, sa.Column("version", sa.Integer, nullable=False), **_table_args)
+
+apps = sa.Table(
+    "apps", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("app_key", sa.String(32), nullable=False, unique=True),
+    sa.Column("app_secret", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("sign_policy", sa.String(8), nullable=False, server_default="md5"),  # md5 | hmac
+    sa.Column("token_policy", sa.String(8), nullable=False, server_default="open"),  # open | signed
+    sa.Column("allowed_origins", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    **_table_args,
+)
+
+clients = sa.Table(
+    "clients", metadata,
+    sa.Column("client_id", sa.String(32), primary_key=True),
+    sa.Column("app_id", Id, nullable=False),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("terminal_type", sa.String(16), nullable=False),
+    sa.Column("org", sa.String(64)),
+    sa.Column("address", sa.String(255)),
+    sa.Column("lat", sa.Float),
+    sa.Column("lng", sa.Float),
+    sa.Column("token_epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_clients_app", "app_id", "client_id"),
+    **_table_args,
+)
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("app_id", Id, nullable=False, index=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    *_counters(),
+    **_table_args,
+)
+
+messages = sa.Table(
+    "messages", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("app_id", Id, nullable=False, index=True),
+    sa.Column("job_id", Id),
+    sa.Column("msg_type", sa.SmallInteger, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    **_table_args,
+)
+
+# One row per publish of a message: its delivery id, its target and its counters.
+pushes = sa.Table(
+    "pushes", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("app_id", Id, nullable=False, index=True),
+    sa.Column("message_id", Id, nullable=False, index=True),
+    sa.Column("job_id", Id),
+    sa.Column("target", sa.String(16), nullable=False),  # client | topic | all
+    sa.Column("target_value", sa.Text),
+    sa.Column("online_only", sa.Boolean, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),  # unix ms
+    sa.Column("send_time", sa.BigInteger),  # unix ms, when sending finished
+    sa.Column("target_num", Counter, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    *_counters(),
+    **_table_args,
+)
+
+topics = sa.Table(
+    "topics", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("app_id", Id, nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("info", sa.String(255)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("app_id", "name", name="uq_topics_app_name"),
+    **_table_args,
+)
+
+subscriptions = sa.Table(
+    "subscriptions", metadata,
+    sa.Column("topic_id", Id, primary_key=True),
+    sa.Column("client_id", sa.String(32), primary_key=True),
+    sa.Index("ix_subscriptions_client", "client_id"),
+    **_table_args,
+)
+
+COUNTER_TABLES = {"job": jobs, "push": pushes}
+
+
+def make_engine(url: str) -> sa.Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+            cursor.execute("PRAGMA busy_timeout=15000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return sa.create_engine(
+        parsed, pool_size=10, max_overflow=40, pool_timeout=10, pool_pre_ping=True, pool_recycle=3600
+    )
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: sa.Engine):
+    """One process at a time creates or upgrades the schema."""
+    if engine.dialect.name == "mysql":
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT GET_LOCK('hipush_schema', 60)")).scalar() != 1:
+                raise RuntimeError("timed out waiting for the schema lock")
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT RELEASE_LOCK('hipush_schema')"))
+    elif engine.dialect.name == "sqlite" and engine.url.database:
+        with open(engine.url.database + ".schema-lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    with _schema_lock(engine):
+        metadata.create_all(engine, checkfirst=True)
+        with engine.begin() as conn:
+            version = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+            if version is None:
+                conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(f"database schema {version} is newer than this hipush ({SCHEMA_VERSION})")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+if __name__ == "__main__":
+    # `python -m hipush.storage.db`: create or upgrade the schema (gunicorn's master runs this before forking)
+    from hipush import config
+
+    ensure_schema(make_engine(config.load().database_url))

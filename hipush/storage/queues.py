@@ -1,0 +1,149 @@
+"""A client's message queue with an acknowledgement cursor.
+
+Each client has two Redis lists: `queue` (published, not yet handed out) and
+`inflight` (handed to a poll, not yet acknowledged). Messages only ever move
+between them inside Redis (a Lua script or BLMOVE), so a message popped for a
+poll whose client vanished is still in `inflight` and is handed out again on
+the next poll. `ack=ID` drops `inflight` up to and including ID.
+
+An entry is "delivery_id|job_id|expires_ms|json", the JSON being the message
+exactly as the poll answer shows it. Scripts hand back only "delivery_id|job_id"
+headers of what they acked, expired or dropped, for the counters.
+"""
+from dataclasses import dataclass, field
+
+from . import keys
+
+_HELPERS = """
+local function header(e) return string.match(e, '^[^|]*|[^|]*') end
+local function expires(e) return tonumber(string.match(e, '^[^|]*|[^|]*|([^|]*)|')) end
+local function take(q, f, missed, now, limit, expired)
+  local keep = {}
+  local changed = false
+  for _, e in ipairs(redis.call('LRANGE', f, 0, -1)) do
+    if expires(e) < now then expired[#expired + 1] = header(e); changed = true else keep[#keep + 1] = e end
+  end
+  if changed then
+    redis.call('DEL', f)
+    if #keep > 0 then redis.call('RPUSH', f, unpack(keep)) end
+  end
+  while #keep < limit do
+    local e = redis.call('LPOP', q)
+    if not e then break end
+    if expires(e) < now then expired[#expired + 1] = header(e)
+    else redis.call('RPUSH', f, e); keep[#keep + 1] = e end
+  end
+  return keep, tonumber(redis.call('GETDEL', missed) or '0')
+end
+"""
+
+# KEYS queue inflight missed poller online; ARGV me ack now limit online_ms
+_BEGIN_POLL = _HELPERS + """
+local previous = redis.call('GET', KEYS[4]) or ''
+redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[5])
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
+local acked = {}
+if ARGV[2] ~= '' then
+  local f = redis.call('LRANGE', KEYS[2], 0, -1)
+  for i, e in ipairs(f) do
+    if string.sub(e, 1, #ARGV[2] + 1) == ARGV[2] .. '|' then
+      for j = 1, i do acked[j] = header(f[j]) end
+      redis.call('LTRIM', KEYS[2], i, -1)
+      break
+    end
+  end
+end
+local expired = {}
+local entries, missed = take(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]), expired)
+return {previous, acked, expired, entries, missed}
+"""
+
+# KEYS queue inflight missed poller; ARGV me now limit
+_TAKE_IF_CURRENT = _HELPERS + """
+local current = redis.call('GET', KEYS[4]) or ''
+if current ~= ARGV[1] then return {current, {}, {}, 0} end
+local expired = {}
+local entries, missed = take(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]), tonumber(ARGV[3]), expired)
+return {current, expired, entries, missed}
+"""
+
+# KEYS poller online; ARGV me grace_ms
+_END_POLL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+end
+return 1
+"""
+
+# KEYS queue online missed; ARGV entry cap online_only
+_ENQUEUE = """
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return false end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+local over = redis.call('LLEN', KEYS[1]) - tonumber(ARGV[2])
+local dropped = {}
+if over > 0 then
+  for i = 1, over do dropped[i] = string.match(redis.call('LPOP', KEYS[1]), '^[^|]*|[^|]*') end
+  redis.call('INCRBY', KEYS[3], over)
+end
+return dropped
+"""
+
+
+def entry(delivery_id: int, job_id, expires_ms: int, message_json: str) -> str:
+    return f"{delivery_id}|{job_id or ''}|{expires_ms}|{message_json}"
+
+
+def message_json(raw_entry: bytes) -> str:
+    return raw_entry.decode("utf-8").split("|", 3)[3]
+
+
+@dataclass
+class PollStep:
+    """What one step of a poll found: messages to hand out, and headers to count."""
+
+    entries: list = field(default_factory=list)
+    acked: list = field(default_factory=list)
+    expired: list = field(default_factory=list)
+    missed: int = 0
+    poller: str = ""  # begin: the poll this one replaced; take: the current poll
+
+
+class Queues:
+    """The scripts, registered once per process; each call names the Redis connection to use."""
+
+    def __init__(self, commands, queue_length: int):
+        self.commands = commands
+        self.queue_length = queue_length
+        self._begin = commands.register_script(_BEGIN_POLL)
+        self._take = commands.register_script(_TAKE_IF_CURRENT)
+        self._end = commands.register_script(_END_POLL)
+        self._enqueue = commands.register_script(_ENQUEUE)
+
+    def enqueue(self, pipe, client_id: str, raw_entry: str, online_only: bool) -> None:
+        """Queues on a pipeline; its result is None (skipped: offline) or the headers dropped by the cap."""
+        k = keys.client_keys(client_id)
+        self._enqueue(keys=[k["queue"], k["online"], k["missed"]],
+                      args=[raw_entry, self.queue_length, int(online_only)], client=pipe)
+
+    def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms) -> PollStep:
+        k = keys.client_keys(client_id)
+        previous, acked, expired, entries, missed = self._begin(
+            keys=[k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]],
+            args=[me, ack or "", now_ms, limit, online_ms], client=conn)
+        return PollStep(entries, acked, expired, missed, previous.decode())
+
+    def take_if_current(self, conn, client_id, me, now_ms, limit) -> PollStep:
+        k = keys.client_keys(client_id)
+        current, expired, entries, missed = self._take(
+            keys=[k["queue"], k["inflight"], k["missed"], k["poller"]], args=[me, now_ms, limit], client=conn)
+        return PollStep(entries, [], expired, missed, current.decode())
+
+    def wait(self, conn, client_id, timeout: float):
+        """Parks on the queue; moves the first message into inflight atomically (None on timeout or unblock)."""
+        k = keys.client_keys(client_id)
+        return conn.blmove(k["queue"], k["inflight"], timeout, "LEFT", "RIGHT")
+
+    def end_poll(self, conn, client_id, me, grace_ms) -> None:
+        k = keys.client_keys(client_id)
+        self._end(keys=[k["poller"], k["online"]], args=[me, grace_ms], client=conn)

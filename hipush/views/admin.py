@@ -1,0 +1,105 @@
+"""Admin node calls made by app backends, signed (SPEC §3): jobs, publishing, topics, stats, revocation."""
+from flask import Blueprint
+
+from .. import limits as L
+from ..services import services
+from .params import request_params
+from .render import ok
+
+bp = Blueprint("admin", __name__)
+METHODS = ["GET", "POST"]
+
+
+def signed_call():
+    params = request_params()
+    return params, services().apps.authenticate(params)
+
+
+def _message_fields(params):
+    content = params.get("content")
+    L.check_bytes("content", content, services().config.limits.content_bytes)
+    job_id = L.parse_id("job_id", params.get("job_id"))
+    return job_id, L.parse_msg_type(params.get("msg_type")), L.require("content", content)
+
+
+@bp.route("/job/genId", methods=METHODS)
+def gen_job():
+    params, app = signed_call()
+    name, job_type = params.get("name"), params.get("type")
+    L.check_length("name", name, 64)
+    L.check_length("type", job_type, 64)
+    job_id = services().jobs.create(app, L.parse_text("name", name), L.parse_text("type", job_type))
+    return ok({"job_id": job_id})
+
+
+@bp.route("/publish/private", methods=METHODS)
+def publish_private():
+    params, app = signed_call()
+    job_id, msg_type, content = _message_fields(params)
+    client_id = L.parse_client_id(params.get("client_id"))
+    online = L.parse_bool("online", params.get("online"))
+    publisher = services().publisher
+    services().clients.get(app["id"], client_id)
+    message = publisher.message(app, publisher.save_message(app, job_id, msg_type, content))
+    publisher.publish(app, message, "client", client_id, [[client_id]], online)
+    return ok("OK")
+
+
+@bp.route("/message/save", methods=METHODS)
+def save_message():
+    params, app = signed_call()
+    job_id, msg_type, content = _message_fields(params)
+    return ok({"message_id": services().publisher.save_message(app, job_id, msg_type, content)})
+
+
+@bp.route("/publish/multi", methods=METHODS)
+def publish_multi():
+    params, app = signed_call()
+    topic = params.get("topic")
+    L.check_length("topic", topic, 64)
+    if topic != "*":
+        L.parse_topic("topic", topic)
+    msg_id = L.parse_id("msg_id", params.get("msg_id"))
+    online = L.parse_bool("online", params.get("online"))
+    publisher = services().publisher
+    message = publisher.message(app, msg_id)
+    batches = services().topics.subscriber_batches(app, topic)
+    publisher.publish(app, message, "topic", topic, batches, online)
+    return ok("OK")
+
+
+def _subscription(params):
+    client_ids, topic = params.all("client_id"), params.get("topic")
+    L.check_count("client_id", client_ids, services().config.limits.subscribe_clients)
+    L.check_length("topic", topic, 64)
+    L.require("client_id", client_ids[0] if client_ids else None)
+    return [L.parse_client_id(c) for c in client_ids], L.parse_topic("topic", topic)
+
+
+@bp.route("/topic/subscribe", methods=METHODS)
+def subscribe():
+    params, app = signed_call()
+    client_ids, topic = _subscription(params)
+    services().topics.subscribe(app, topic, client_ids)
+    return ok("OK")
+
+
+@bp.route("/topic/unsubscribe", methods=METHODS)
+def unsubscribe():
+    params, app = signed_call()
+    client_ids, topic = _subscription(params)
+    services().topics.unsubscribe(app, topic, client_ids)
+    return ok("OK")
+
+
+@bp.route("/job/stats", methods=METHODS)
+def job_stats():
+    params, app = signed_call()
+    return ok(services().jobs.stats_of(app, L.parse_id("job_id", params.get("job_id"))))
+
+
+@bp.route("/user/revoke", methods=METHODS)
+def revoke():
+    params, app = signed_call()
+    services().clients.revoke(app, L.parse_client_id(params.get("client_id")))
+    return ok("OK")

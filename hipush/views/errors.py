@@ -1,0 +1,36 @@
+"""The one error handler: every failure becomes an ApiError rendered in SPEC §7's envelope."""
+import logging
+
+import redis
+import sqlalchemy.exc
+from werkzeug.exceptions import HTTPException
+
+from ..errors import ApiError, bad_param, internal, method_not_allowed, not_found, too_large, unavailable
+from .render import legacy_error
+
+log = logging.getLogger("hipush")
+
+_HTTP = {404: lambda: not_found("no such path"), 405: method_not_allowed,
+         413: lambda: too_large("request body too large")}
+
+
+def to_api_error(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, HTTPException):
+        return _HTTP.get(exc.code, lambda: bad_param(exc.description or exc.name))()
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
+        log.warning("redis unavailable: %s", exc)
+        return unavailable("redis is unavailable, try again shortly")
+    if isinstance(exc, sqlalchemy.exc.OperationalError) or (
+            isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated):
+        log.warning("database unavailable: %s", exc)
+        return unavailable("the database is unavailable, try again shortly")
+    log.exception("internal error")
+    return internal()
+
+
+def init_app(app) -> None:
+    @app.errorhandler(Exception)
+    def render(exc):
+        return legacy_error(to_api_error(exc))

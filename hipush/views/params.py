@@ -1,0 +1,48 @@
+"""Request parameters as the signature sees them: (name, value) pairs in request order.
+
+Query string first, then a form body. Values must be UTF-8; a name that should
+appear once but appears twice is refused rather than silently picking one.
+"""
+from urllib.parse import parse_qsl
+
+from flask import current_app, request
+
+from ..errors import bad_param, too_large
+
+
+class Params:
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def all(self, name) -> list:
+        return [value for key, value in self.pairs if key == name]
+
+    def first(self, name):
+        """The value of `name` (None when absent) without checking that it appears once."""
+        for key, value in self.pairs:
+            if key == name:
+                return value
+        return None
+
+    def get(self, name):
+        values = self.all(name)
+        if len(values) > 1:
+            raise bad_param(f"parameter {name} given more than once")
+        return values[0] if values else None
+
+
+def _decode(raw: bytes) -> list:
+    try:
+        return [(k.decode("utf-8"), v.decode("utf-8")) for k, v in parse_qsl(raw, keep_blank_values=True)]
+    except UnicodeDecodeError:
+        raise bad_param("parameters must be UTF-8") from None
+
+
+def request_params() -> Params:
+    limits = current_app.extensions["hipush"].config.limits
+    if len(request.query_string) > limits.query_string_bytes:
+        raise too_large(f"query string is longer than {limits.query_string_bytes} bytes")
+    pairs = _decode(request.query_string)
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        pairs += _decode(request.get_data(cache=True))
+    return Params(pairs)

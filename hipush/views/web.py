@@ -1,0 +1,77 @@
+"""Web node calls made by clients, unsigned (SPEC §3): ids, tokens, locations, which node to poll."""
+from flask import Blueprint, g
+
+from .. import limits as L
+from ..errors import auth_failed
+from ..services import services
+from .params import request_params
+from .render import allow_any_origin, allow_origin, ok
+
+bp = Blueprint("web", __name__)
+METHODS = ["GET", "POST"]
+
+
+def client_params():
+    """Parameters of a client call, which may answer as JSONP."""
+    params = request_params()
+    g.jsonp = L.parse_jsonp_callback(params.get("callback"))
+    return params
+
+
+def _location(params, required: bool):
+    lat, lng = params.get("lat"), params.get("lng")
+    if not required and lat in (None, "") and lng in (None, ""):
+        return None, None
+    return L.parse_coordinate("lat", lat, 90), L.parse_coordinate("lng", lng, 180)
+
+
+@bp.route("/user/genId", methods=METHODS)
+def gen_id():
+    params = client_params()
+    app = services().apps.require(params.get("app_key"))
+    device_id, org, address = params.get("device_id"), params.get("org"), params.get("address")
+    L.check_length("device_id", device_id, 128)
+    L.check_length("org", org, 64)
+    L.check_length("address", address, 255)
+    lat, lng = _location(params, required=False)
+    client_id = services().clients.register(
+        app, L.parse_device_id(device_id), terminal_type=L.parse_terminal_type(params.get("terminal_type")),
+        org=L.parse_text("org", org, required=False), address=L.parse_text("address", address, required=False),
+        lat=lat, lng=lng)
+    return allow_origin(ok({"client_id": client_id}), app)
+
+
+@bp.route("/user/token", methods=METHODS)
+def token():
+    params = client_params()
+    signed_app = None
+    if params.first("sign") is not None:
+        signed_app = services().apps.authenticate(params)
+    client_id = L.parse_client_id(params.get("client_id"))
+    client = services().clients.get(signed_app["id"] if signed_app else None, client_id)
+    app = services().apps.by_id(client["app_id"])
+    if app["token_policy"] == "signed" and signed_app is None:
+        raise auth_failed("this app hands out tokens only to signed requests (app_key + sign)")
+    return allow_origin(ok(services().clients.issue_token(client)), app)
+
+
+@bp.route("/user/location", methods=METHODS)
+def location():
+    params = client_params()
+    client_id = params.get("client_id") or ""
+    app_id = services().clients.authenticate(client_id, params.get("token"))
+    lat, lng = _location(params, required=True)
+    services().clients.set_location(client_id, lat, lng)
+    return allow_origin(ok("OK"), services().apps.by_id(app_id))
+
+
+@bp.route("/service/hash", methods=METHODS)
+def service_hash():
+    params = client_params()
+    return allow_any_origin(ok(services().nodes.for_client(L.parse_client_id(params.get("client_id")))))
+
+
+@bp.route("/service/random", methods=METHODS)
+def service_random():
+    client_params()
+    return allow_any_origin(ok(services().nodes.any()))
