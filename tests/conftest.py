@@ -99,3 +99,14 @@ def api(server):
 def app_(server):
     """A freshly registered app (apps isolate tests from each other)."""
     return server.create_app("test")
+
+
+@pytest.fixture(scope="session")
+def store(test_config):
+    """The run's SQL store, in-process (SQLite file or MySQL)."""
+    from hipush.storage.store import Store
+
+    engine = db.make_engine(test_config.database_url)
+    db.ensure_schema(engine)
+    yield Store(engine)
+    engine.dispose()

@@ -54,7 +54,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(_insert_ignore(clients).values(
                 client_id=client_id, app_id=app_id, device_id=device_id, created_at=now_ms(),
-                terminal_type=given.pop("terminal_type", "web"), **given,
+                **{"terminal_type": "web", **given},
             ))
             if given:
                 conn.execute(clients.update().where(clients.c.client_id == client_id).values(**given))

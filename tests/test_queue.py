@@ -1,0 +1,110 @@
+"""The client queue with its ack cursor (hipush.storage.queues), against the run's real Redis."""
+import time
+import uuid
+
+import pytest
+
+from hipush.storage import keys, queues
+
+NOW = int(time.time() * 1000)
+LATER = NOW + 3_600_000
+
+
+@pytest.fixture
+def ops(redis_client):
+    return queues.Queues(redis_client, queue_length=5)
+
+
+@pytest.fixture
+def client_id():
+    return uuid.uuid4().hex
+
+
+def publish(ops, redis_client, client_id, delivery_id, expires=LATER, online_only=False, job=7):
+    pipe = redis_client.pipeline(transaction=False)
+    ops.enqueue(pipe, client_id, queues.entry(delivery_id, job, expires, f'{{"id":{delivery_id}}}'), online_only)
+    return pipe.execute()[0]
+
+
+def begin(ops, redis_client, client_id, ack=None, me="p1", now=NOW, limit=100):
+    return ops.begin_poll(redis_client, client_id, me, ack, now, limit, 60_000)
+
+
+def ids(step):
+    return [int(queues.message_json(e)[6:-1]) for e in step.entries]
+
+
+def test_messages_stay_in_flight_until_acknowledged(ops, redis_client, client_id):
+    for i in (1, 2, 3):
+        publish(ops, redis_client, client_id, i)
+    assert ids(begin(ops, redis_client, client_id)) == [1, 2, 3]
+    assert ids(begin(ops, redis_client, client_id)) == [1, 2, 3]  # not acknowledged: handed out again
+    step = begin(ops, redis_client, client_id, ack="2")
+    assert step.acked == [b"1|7", b"2|7"]
+    assert ids(step) == [3]
+    assert begin(ops, redis_client, client_id, ack="3").entries == []
+
+
+def test_ack_of_an_unknown_id_acknowledges_nothing(ops, redis_client, client_id):
+    publish(ops, redis_client, client_id, 10)
+    begin(ops, redis_client, client_id)
+    step = begin(ops, redis_client, client_id, ack="1")  # "1" is a prefix of "10", not the same id
+    assert step.acked == [] and ids(step) == [10]
+
+
+def test_redelivery_comes_first_then_new_messages_in_publish_order(ops, redis_client, client_id):
+    publish(ops, redis_client, client_id, 1)
+    begin(ops, redis_client, client_id)
+    publish(ops, redis_client, client_id, 2)
+    assert ids(begin(ops, redis_client, client_id)) == [1, 2]
+
+
+def test_expired_messages_are_dropped_and_reported(ops, redis_client, client_id):
+    publish(ops, redis_client, client_id, 1, expires=NOW - 1)
+    publish(ops, redis_client, client_id, 2)
+    step = begin(ops, redis_client, client_id)
+    assert step.expired == [b"1|7"] and ids(step) == [2]
+    step = begin(ops, redis_client, client_id, now=LATER + 1)  # 2 expires while in flight
+    assert step.expired == [b"2|7"] and step.entries == []
+
+
+def test_queue_cap_drops_the_oldest_and_counts_them_missed(ops, redis_client, client_id):
+    dropped = [publish(ops, redis_client, client_id, i) for i in range(1, 8)]
+    assert dropped[:5] == [[]] * 5 and dropped[5:] == [[b"1|7"], [b"2|7"]]
+    step = begin(ops, redis_client, client_id)
+    assert ids(step) == [3, 4, 5, 6, 7] and step.missed == 2
+    assert begin(ops, redis_client, client_id).missed == 0
+
+
+def test_online_only_skips_a_client_without_presence(ops, redis_client, client_id):
+    assert publish(ops, redis_client, client_id, 1, online_only=True) is None
+    begin(ops, redis_client, client_id)  # a poll marks the client online
+    assert publish(ops, redis_client, client_id, 2, online_only=True) == []
+
+
+def test_a_poll_limit_leaves_the_rest_queued(ops, redis_client, client_id):
+    for i in (1, 2, 3):
+        publish(ops, redis_client, client_id, i)
+    assert ids(begin(ops, redis_client, client_id, limit=2)) == [1, 2]
+    assert ids(begin(ops, redis_client, client_id, ack="2", limit=2)) == [3]
+
+
+def test_newer_poller_replaces_the_older(ops, redis_client, client_id):
+    begin(ops, redis_client, client_id, me="old")
+    assert begin(ops, redis_client, client_id, me="new").poller == "old"
+    publish(ops, redis_client, client_id, 1)
+    assert ops.take_if_current(redis_client, client_id, "old", NOW, 100).entries == []
+    assert ids(ops.take_if_current(redis_client, client_id, "new", NOW, 100)) == [1]
+    ops.end_poll(redis_client, client_id, "old", 1000)  # not current: leaves the poller alone
+    assert redis_client.get(keys.client_keys(client_id)["poller"]) == b"new"
+    ops.end_poll(redis_client, client_id, "new", 1000)
+    assert redis_client.get(keys.client_keys(client_id)["poller"]) is None
+    assert redis_client.pttl(keys.client_keys(client_id)["online"]) <= 1000
+
+
+def test_wait_moves_one_message_into_flight_atomically(ops, redis_client, client_id):
+    publish(ops, redis_client, client_id, 1)
+    assert ops.wait(redis_client, client_id, 0.1) is not None
+    k = keys.client_keys(client_id)
+    assert redis_client.llen(k["queue"]) == 0 and redis_client.llen(k["inflight"]) == 1
+    assert ops.wait(redis_client, client_id, 0.05) is None

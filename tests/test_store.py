@@ -1,0 +1,74 @@
+"""The SQL store's contract, run on whichever backend this run uses (SQLite or MySQL)."""
+import subprocess
+import sys
+import uuid
+
+from support import ROOT
+
+
+def new_app(store):
+    return store.get_app(store.create_app("contract")["app_key"])
+
+
+def test_apps_are_created_found_and_updated(store):
+    app = new_app(store)
+    assert app["sign_policy"] == "md5" and app["token_policy"] == "open" and app["allowed_origins"] == "*"
+    assert store.update_app(app["app_key"], token_policy="signed")
+    assert store.get_app(app["app_key"])["token_policy"] == "signed"
+    assert store.get_app("missing") is None
+    assert not store.update_app("missing", token_policy="signed")
+
+
+def test_registering_a_client_twice_keeps_one_row_and_updates_given_fields(store):
+    app = new_app(store)
+    cid = uuid.uuid4().hex
+    store.upsert_client(cid, app["id"], "dev", terminal_type=None, org="o1", address=None, lat=None, lng=None)
+    store.upsert_client(cid, app["id"], "dev", terminal_type="email", org=None, address="a@b.c", lat=1.5, lng=2.5)
+    client = store.get_client(cid)
+    assert (client["terminal_type"], client["org"], client["address"], client["lat"]) == ("email", "o1", "a@b.c", 1.5)
+    assert store.bump_token_epoch(cid) == 1
+
+
+def test_clients_of_app_and_paging_see_only_the_app(store):
+    app, other = new_app(store), new_app(store)
+    mine = sorted(uuid.uuid4().hex for _ in range(7))
+    for cid in mine:
+        store.upsert_client(cid, app["id"], cid)
+    foreign = uuid.uuid4().hex
+    store.upsert_client(foreign, other["id"], foreign)
+    assert store.clients_of_app(app["id"], mine + [foreign]) == set(mine)
+    assert list(store.iter_app_clients(app["id"], batch=3)) == [mine[:3], mine[3:6], mine[6:]]
+
+
+def test_topics_and_subscriptions_ignore_repeats(store):
+    app = new_app(store)
+    topic = store.topic_id(app["id"], "news", create=True)
+    assert store.topic_id(app["id"], "news", create=True) == topic
+    assert store.topic_id(app["id"], "other") is None
+    members = sorted(uuid.uuid4().hex for _ in range(3))
+    store.subscribe(topic, members)
+    store.subscribe(topic, members[:1])
+    store.unsubscribe(topic, members[2:])
+    assert [c for page in store.iter_subscribers(topic) for c in page] == members[:2]
+
+
+def test_counter_deltas_apply_once_per_token(store):
+    app = new_app(store)
+    job = store.create_job(app["id"], "j", "t")
+    store.apply_counter_deltas("job", job, {"sent": 3, "arrived": 1}, "t1")
+    store.apply_counter_deltas("job", job, {"sent": 3, "arrived": 1}, "t1")  # a retried flush
+    store.apply_counter_deltas("job", job, {"sent": 2}, "t2")
+    row = store.counter_row("job", job)
+    assert (row["sent"], row["arrived"], row["expired"], row["flush_token"]) == (5, 1, 0, "t2")
+
+
+def test_schema_creation_is_safe_when_processes_start_together(test_config, tmp_path):
+    env_url = test_config.database_url if not test_config.database_url.startswith("sqlite") \
+        else f"sqlite:///{tmp_path / 'fresh.db'}"
+    processes = [subprocess.Popen([sys.executable, "-m", "hipush.storage.db"], cwd=ROOT,
+                                  env={"HIPUSH_DATABASE_URL": env_url, "HIPUSH_DATA_DIR": str(tmp_path),
+                                       "PATH": "/usr/bin:/bin"}, stderr=subprocess.PIPE)
+                 for _ in range(4)]
+    for p in processes:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
