@@ -1,6 +1,7 @@
 """gunicorn settings for hipush: `gunicorn -c gunicorn.conf.py wsgi:app` (`-w N` overrides the worker count)."""
 import os
 import resource
+import signal
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ limit_request_line = 0
 limit_request_field_size = 8190
 timeout = 30
 graceful_timeout = 15
-keepalive = 5
+keepalive = 2  # short: a stopping worker waits for idle keep-alive connections
 accesslog = os.environ.get("HIPUSH_ACCESS_LOG") or None
 errorlog = "-"
 
@@ -49,3 +50,16 @@ def post_fork(server, worker):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def post_worker_init(worker):
+    """On SIGTERM, parked polls answer (empty) at once, so the worker drains well within graceful_timeout."""
+    import gevent
+
+    services = worker.wsgi.extensions["hipush"]
+
+    def handle_exit(sig, frame):
+        worker.alive = False
+        gevent.spawn(services.shutdown)  # out of the signal handler: it talks to Redis
+
+    signal.signal(signal.SIGTERM, handle_exit)

@@ -33,15 +33,8 @@ def pytest_report_header(config):
 def data_dir():
     path = Path(tempfile.mkdtemp(prefix="hp-", dir="/tmp"))  # short: it holds a unix socket
     yield path
-    EmbeddedRedis(path).alive() and _shutdown_embedded(path)
+    EmbeddedRedis(path).stop()
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _shutdown_embedded(path: Path):
-    try:
-        redis.Redis(unix_socket_path=str(path / "redis.sock")).shutdown(nosave=True)
-    except redis.RedisError:
-        pass
 
 
 @pytest.fixture(scope="session")

@@ -65,10 +65,12 @@ class Services:
         except Exception as exc:  # Redis or the database is down: say so, retry next round
             log.warning("background %s failed: %s", task.__qualname__, exc)
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
+        """The worker is stopping: leave the node registry and answer parked polls at once."""
         self._stop.set()
-        self.redis.close()
-        self.engine.dispose()
+        if "comet" in self.config.roles:
+            self._safely(self.nodes.leave)  # the node's other workers re-register it within a heartbeat
+        self._safely(self.comet.release_all)
 
 
 def services() -> Services:

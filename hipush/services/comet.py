@@ -21,24 +21,34 @@ class Comet:
         self.queue_ops = queue_ops
         self.stats = stats
         self.grace_ms = presence_grace * 1000
+        self.parked = {}  # poller id -> redis client id of each poll this worker runs
+        self.stopping = False
 
     def poll(self, client_id: str, ack, timeout: int) -> dict:
         """{"messages": [json text, ...], "missed": n} once messages wait or `timeout` seconds pass."""
         conn = redis.Redis(connection_pool=self.pools.blocking, single_connection_client=True)
+        me = f"{conn.connection.redis_client_id}:{uuid.uuid4().hex[:12]}"
+        self.parked[me] = conn.connection.redis_client_id
         try:
-            return self._poll(conn, client_id, ack, timeout)
+            return self._poll(conn, me, client_id, ack, timeout)
         finally:
+            del self.parked[me]
             conn.close()
 
-    def _poll(self, conn, client_id, ack, timeout):
-        me = f"{conn.connection.redis_client_id}:{uuid.uuid4().hex[:12]}"
+    def release_all(self) -> None:
+        """Worker shutdown: every parked poll answers (empty) now instead of at its timeout."""
+        self.stopping = True
+        for redis_client_id in list(self.parked.values()):
+            self.pools.commands.client_unblock(redis_client_id)
+
+    def _poll(self, conn, me, client_id, ack, timeout):
         deadline = time.monotonic() + timeout
         step = self.queue_ops.begin_poll(conn, client_id, me, ack, now_ms(), BATCH,
                                          timeout * 1000 + self.grace_ms)
         self._unblock(step.poller)
         self._count(step)
         missed = step.missed
-        while not step.entries:
+        while not step.entries and not self.stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0.01:
                 break

@@ -2,6 +2,8 @@
 imports this before the gevent workers patch the standard library)."""
 import fcntl
 import importlib.util
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -68,7 +70,19 @@ class EmbeddedRedis:
             self.process = process
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        """Stops the server: our child, or (detached) whichever process the pid file names."""
+        if self.process is not None:
             self.process.terminate()
-            self.process.wait(10)
-        self.process = None
+            self.process.wait(30)
+            self.process = None
+            return
+        if not self.alive():
+            return  # a stale pid file may name some other process by now
+        try:
+            pid = int((self.data_dir / "redis.pid").read_text())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            return
+        deadline = time.monotonic() + 30
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)

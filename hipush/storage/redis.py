@@ -13,8 +13,8 @@ class _KnowsItsClientId:
 
     redis_client_id = None
 
-    def on_connect(self):
-        super().on_connect()
+    def on_connect_check_health(self, *args, **kwargs):
+        super().on_connect_check_health(*args, **kwargs)
         self.send_command("CLIENT", "ID")
         self.redis_client_id = int(self.read_response())
 
@@ -39,8 +39,3 @@ class RedisPools:
         self.blocking = redis.BlockingConnectionPool(
             connection_class=connection_class, max_connections=max_parked, timeout=2,
             socket_timeout=longest_poll + 15, socket_connect_timeout=3, **kwargs)
-
-    def close(self):
-        self.commands.connection_pool.disconnect()
-        self.blocking.disconnect()
-

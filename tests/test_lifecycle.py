@@ -1,0 +1,94 @@
+"""The server's life: stopping answers parked polls, queued messages survive a restart,
+and a Redis outage answers 503 / 1031 until Redis is back, with no restart of hipush."""
+import subprocess
+import threading
+
+import pytest
+import requests
+
+from hipush.storage import keys
+from hipush.storage.embedded import _redis_server_binary
+from support import Api, Server, free_port, wait_for
+
+
+@pytest.fixture
+def own_server(backend_env, redis_client):
+    servers = []
+
+    def start(**env):
+        server = Server({**backend_env, **env}, workers=2).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_sigterm_answers_parked_polls_and_exits_cleanly(own_server, redis_client):
+    server = own_server()
+    api = Api(server.base)
+    client = api.register(server.create_app(), "d")
+    answers = []
+    poller = threading.Thread(target=lambda: answers.append(Api(server.base).poll(client, timeout=50)))
+    poller.start()
+    wait_for(lambda: redis_client.exists(keys.client_keys(client["client_id"])["poller"]), message="parked poll")
+    server.stop()
+    poller.join(20)
+    assert answers == [[]]
+    assert server.process.returncode == 0
+
+
+def test_queued_messages_survive_a_restart(own_server, backend_env):
+    server = own_server()
+    api = Api(server.base)
+    app = server.create_app()
+    client = api.register(app, "d")
+    job = api.new_job(app)
+    api.send(app, job, client, "before restart")
+    server.stop()
+    again = own_server()
+    assert [m["content"] for m in Api(again.base).receive(client, 1)] == ["before restart"]
+
+
+class PrivateRedis:
+    """A redis-server of our own on a TCP port, to stop and start under a running hipush."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen([_redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                                         "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run([_redis_server_binary().replace("redis-server", "redis-cli"), "-p",
+                                         str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG",
+                 message="private redis")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def test_redis_outage_answers_503_and_recovers_by_itself(own_server):
+    private = PrivateRedis()
+    private.start()
+    try:
+        server = own_server(HIPUSH_REDIS_URL=private.url)
+        api = Api(server.base)
+        app = server.create_app()
+        client = api.register(app, "d")
+        private.stop()
+        response = requests.get(server.base + "/comet/poll", params={**client, "timeout": 0}, timeout=30)
+        assert response.status_code == 503
+        assert response.json()["error"] == 1031 and "redis" in response.json()["reason"]
+        assert api.error("/service/random") == (503, 1031)
+        private.start()
+        wait_for(lambda: requests.get(server.base + "/service/random", timeout=10).status_code == 200,
+                 timeout=30, message="recovery after redis came back")
+        job = api.new_job(app)
+        api.send(app, job, client, "after the outage")
+        assert [m["content"] for m in api.receive(client, 1)] == ["after the outage"]
+    finally:
+        private.process.poll() is None and private.stop()
