@@ -27,7 +27,7 @@ class Services:
     def __init__(self, config):
         self.config = config
         if config.embedded_redis:
-            EmbeddedRedis(config.data_dir).ensure_running(detach=True)
+            EmbeddedRedis(config.data_dir).ensure_running(detach=True)  # no-op when gunicorn's master started it
         self.engine = make_engine(config.database_url)
         ensure_schema(self.engine)
         self.store = Store(self.engine)
@@ -43,6 +43,7 @@ class Services:
         self.comet = Comet(self.redis, self.queues, self.stats, config.presence_grace)
         self.nodes = Nodes(commands, config.public_addr, config.node_ttl)
         self._stop = threading.Event()
+        self._embedded = EmbeddedRedis(config.data_dir) if config.embedded_redis else None
 
     def start_background(self) -> None:
         """Node heartbeats and counter flushes, in a daemon thread (a greenlet under gevent)."""
@@ -56,7 +57,14 @@ class Services:
             if "comet" in self.config.roles and time.monotonic() >= next_heartbeat:
                 next_heartbeat = time.monotonic() + self.config.node_heartbeat
                 self._safely(self.nodes.heartbeat)
+            if self._embedded:
+                self._safely(self._revive_embedded_redis)
             self._safely(self.stats.flush)
+
+    def _revive_embedded_redis(self) -> None:
+        if not self._embedded.alive():
+            log.warning("the embedded redis-server is down; starting it again")
+            self._embedded.ensure_running(detach=True)
 
     @staticmethod
     def _safely(task) -> None:

@@ -7,10 +7,9 @@ poll of the same client CLIENT UNBLOCKs the older one, which then answers empty.
 import time
 import uuid
 
-import redis
-
 from ..storage import queues
 from ..storage.db import now_ms
+from ..storage.redis import HeldConnection
 
 BATCH = 100  # most messages handed out by one poll
 
@@ -26,14 +25,14 @@ class Comet:
 
     def poll(self, client_id: str, ack, timeout: int) -> dict:
         """{"messages": [json text, ...], "missed": n} once messages wait or `timeout` seconds pass."""
-        conn = redis.Redis(connection_pool=self.pools.blocking, single_connection_client=True)
-        me = f"{conn.connection.redis_client_id}:{uuid.uuid4().hex[:12]}"
-        self.parked[me] = conn.connection.redis_client_id
+        conn = HeldConnection(self.pools.blocking)
+        me = f"{conn.redis_client_id}:{uuid.uuid4().hex[:12]}"
+        self.parked[me] = conn.redis_client_id
         try:
             return self._poll(conn, me, client_id, ack, timeout)
         finally:
             del self.parked[me]
-            conn.close()
+            conn.release()
 
     def release_all(self) -> None:
         """Worker shutdown: every parked poll answers (empty) now instead of at its timeout."""

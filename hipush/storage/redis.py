@@ -37,5 +37,41 @@ class RedisPools:
         connection_class = _UnixConnection if "path" in kwargs else _TcpConnection
         kwargs.pop("connection_class", None)
         self.blocking = redis.BlockingConnectionPool(
-            connection_class=connection_class, max_connections=max_parked, timeout=2,
+            connection_class=connection_class, max_connections=max_parked, timeout=2, socket_read_size=4096,
             socket_timeout=longest_poll + 15, socket_connect_timeout=3, **kwargs)
+
+
+class HeldConnection:
+    """One blocking-pool connection held for a poll's whole life, speaking just the commands a poll uses.
+
+    Lighter than a redis.Redis per poll (which copies its response-callback table), and it
+    knows its server-side client id, so that a newer poll can CLIENT UNBLOCK it.
+    """
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.connection = pool.get_connection()
+
+    @property
+    def redis_client_id(self) -> int:
+        return self.connection.redis_client_id
+
+    def execute_command(self, *args):
+        try:
+            self.connection.send_command(*args)
+            return self.connection.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.connection.disconnect()
+            raise
+
+    def evalsha(self, sha, numkeys, *args):
+        return self.execute_command("EVALSHA", sha, numkeys, *args)
+
+    def script_load(self, script):
+        return self.execute_command("SCRIPT", "LOAD", script)
+
+    def blmove(self, source, destination, timeout, src="LEFT", dest="RIGHT"):
+        return self.execute_command("BLMOVE", source, destination, src, dest, timeout)
+
+    def release(self):
+        self.pool.release(self.connection)
