@@ -41,7 +41,7 @@ def on_starting(server):
 
 def on_exit(server):
     embedded = getattr(server, "hipush_redis", None)
-    if embedded:
+    if embedded and embedded.process is not None:  # only the redis-server this master started
         embedded.stop()
 
 

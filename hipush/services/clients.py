@@ -29,6 +29,8 @@ class Clients:
     def register(self, app: dict, device_id: str, **fields) -> str:
         client_id = identity.client_id_for(self.secret_key, app["app_key"], device_id)
         self.store.upsert_client(client_id, app["id"], device_id, **fields)
+        if fields.get("lat") is not None:
+            self._locate(app["id"], client_id, fields["lat"], fields["lng"])
         return client_id
 
     def get(self, app_id, client_id: str) -> dict:
@@ -48,8 +50,13 @@ class Clients:
         self._cache_meta(keys=[keys.client_meta(client_id)],
                          args=[client["app_id"], self.store.bump_token_epoch(client_id), META_TTL])
 
-    def set_location(self, client_id: str, lat: float, lng: float) -> None:
+    def set_location(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
         self.store.update_client(client_id, lat=lat, lng=lng)
+        self._locate(app_id, client_id, lat, lng)
+
+    def _locate(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
+        """The SQL row keeps the location; the app's Redis geo index answers /push/geo."""
+        self.commands.geoadd(keys.geo(app_id), (lng, lat, client_id))
 
     def authenticate(self, client_id: str, token: str) -> int:
         """The app id of a client whose token is valid, else 401 / 1028."""

@@ -1,31 +1,42 @@
-"""Publishing: a message row, a push row per publish, then the push appended to each target's queue.
+"""Publishing: a message row, a push row per publish, then the push fanned out to its targets.
 
 A push's id is its delivery id: the `id` a client sees and acknowledges. Two
 publishes of one saved message are two pushes with distinct delivery ids.
+Long-polling terminals get the push in their comet queue; e-mail and gateway
+terminals are handed to the routes, which deliver off the request path.
 """
 import json
+import logging
 import time
 
 from ..errors import not_found
 from ..storage import queues
 from ..storage.db import now_ms
 
+log = logging.getLogger("hipush.publish")
+
 STATUS_SENT, STATUS_WAITING, STATUS_SENDING, STATUS_FAILED, STATUS_CANCELLED = 0, 1, 2, 3, 4
+COMET_TERMINALS = frozenset({"web", "android"})
 PIPELINE_BATCH = 500
 
 
 class Publisher:
-    def __init__(self, store, commands, queue_ops, stats, default_expires: int):
+    def __init__(self, store, commands, queue_ops, stats, targets, routes, default_expires: int):
         self.store = store
         self.commands = commands
         self.queue_ops = queue_ops
         self.stats = stats
+        self.targets = targets
+        self.routes = routes
         self.default_expires = default_expires
 
-    def save_message(self, app: dict, job_id, msg_type: int, content: str) -> int:
+    def check_job(self, app: dict, job_id) -> None:
         if job_id is not None and self.store.get_job(app["id"], job_id) is None:
             raise not_found("no such job")
-        return self.store.create_message(app["id"], job_id, msg_type, content)
+
+    def save_message(self, app: dict, job_id, msg_type: int, content: str, content_format: str = "text") -> int:
+        self.check_job(app, job_id)
+        return self.store.create_message(app["id"], job_id, msg_type, content, content_format)
 
     def message(self, app: dict, message_id: int) -> dict:
         message = self.store.get_message(app["id"], message_id)
@@ -33,30 +44,53 @@ class Publisher:
             raise not_found("no such message")
         return message
 
-    def publish(self, app: dict, message: dict, target: str, target_value, batches, online_only: bool,
-                expires_in: int = None) -> int:
-        """Sends one push of `message` to every client id in `batches` (an iterable of lists); returns its id."""
-        expires_at = now_ms() + 1000 * (expires_in or self.default_expires)
-        push_id = self.store.create_push(app["id"], message, target, target_value, online_only,
-                                         STATUS_SENDING, expires_at)
-        body = json.dumps({
-            "id": push_id, "msg_id": message["id"], "job_id": message["job_id"],
-            "msg_type": message["msg_type"], "content": message["content"], "ts": now_ms(),
-        }, ensure_ascii=False, separators=(",", ":"))
-        raw_entry = queues.entry(push_id, message["job_id"], expires_at, body)
-        targeted = 0
-        for batch in batches:
-            targeted += len(batch)
-            for start in range(0, len(batch), PIPELINE_BATCH):
-                self._enqueue(push_id, message["job_id"], batch[start:start + PIPELINE_BATCH], raw_entry, online_only)
-                time.sleep(0)  # under gevent: let the worker's other requests run between batches
-        self.store.finish_push(push_id, STATUS_SENT, targeted)
+    def create(self, app: dict, message: dict, target: dict, online_only: bool, status: int,
+               push_time: int = None, expires_in: int = None) -> int:
+        """Records a push of `message` (checking its target exists); it is sent by `send`."""
+        topic_ids = self.targets.check(app, target)
+        now = now_ms()
+        return self.store.create_push(app["id"], message, json.dumps(target), online_only, status,
+                                      push_time or now, now + 1000 * (expires_in or self.default_expires), topic_ids)
+
+    def publish_now(self, app: dict, message: dict, target: dict, online_only: bool) -> int:
+        """The legacy calls: the push is sent before the call answers."""
+        push_id = self.create(app, message, target, online_only, STATUS_SENDING)
+        self.send(push_id)
         return push_id
 
-    def _enqueue(self, push_id, job_id, client_ids, raw_entry, online_only) -> None:
+    def send(self, push_id: int) -> None:
+        """Fans out a push whose status the caller has set to sending."""
+        push = self.store.get_push(push_id)
+        if push["expires_at"] <= now_ms():
+            self.store.finish_push(push_id, STATUS_FAILED, 0)  # expired before it could be sent
+            return
+        message = self.store.get_message(push["app_id"], push["message_id"])
+        body = {"id": push_id, "msg_id": message["id"], "job_id": message["job_id"], "msg_type": message["msg_type"],
+                "content": json.loads(message["content"]) if message["content_format"] == "json"
+                else message["content"], "ts": now_ms()}
+        raw_entry = queues.entry(push_id, message["job_id"], push["expires_at"],
+                                 json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        targeted = 0
+        try:
+            for batch in self.targets.resolve(push["app_id"], json.loads(push["target"])):
+                targeted += len(batch)
+                comet = [client_id for client_id, terminal_type, _ in batch if terminal_type in COMET_TERMINALS]
+                for start in range(0, len(comet), PIPELINE_BATCH):
+                    self._enqueue(push, comet[start:start + PIPELINE_BATCH], raw_entry)
+                    time.sleep(0)  # under gevent: let the worker's other requests run between batches
+                routed = [row for row in batch if row[1] not in COMET_TERMINALS]
+                if routed:
+                    self.routes.dispatch(push, body, routed)
+        except Exception:
+            log.exception("push %s failed after %s targets", push_id, targeted)
+            self.store.finish_push(push_id, STATUS_FAILED, targeted)
+            raise
+        self.store.finish_push(push_id, STATUS_SENT, targeted)
+
+    def _enqueue(self, push: dict, client_ids: list, raw_entry: str) -> None:
         pipe = self.commands.pipeline(transaction=False)
         for client_id in client_ids:
-            self.queue_ops.enqueue(pipe, client_id, raw_entry, online_only)
+            self.queue_ops.enqueue(pipe, client_id, raw_entry, push["online_only"])
         results = pipe.execute()
-        self.stats.count("sent", push_id, job_id, sum(1 for r in results if r is not None))
+        self.stats.count("sent", push["id"], push["job_id"], sum(1 for r in results if r is not None))
         self.stats.count_headers("expired", [h for r in results if r for h in r])

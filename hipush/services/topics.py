@@ -1,4 +1,4 @@
-"""Topics (the REST API's tags: one namespace per app) and their subscribers."""
+"""Topics, which the REST API calls tags (one namespace per app), and their subscribers."""
 from ..errors import not_found
 
 
@@ -13,7 +13,14 @@ class Topics:
             raise not_found(f"no such client: {missing[0]}")
         return list(dict.fromkeys(client_ids))
 
+    def _existing(self, app: dict, topic: str) -> int:
+        topic_id = self.store.topic_id(app["id"], topic)
+        if topic_id is None:
+            raise not_found("no such tag")
+        return topic_id
+
     def subscribe(self, app: dict, topic: str, client_ids) -> None:
+        """Subscribing to a topic that does not exist yet creates it."""
         members = self._members(app, client_ids)
         self.store.subscribe(self.store.topic_id(app["id"], topic, create=True), members)
 
@@ -23,11 +30,18 @@ class Topics:
         if topic_id is not None:
             self.store.unsubscribe(topic_id, members)
 
-    def subscriber_batches(self, app: dict, topic: str):
-        """Pages of client ids: every client of the app for '*', else the topic's subscribers."""
-        if topic == "*":
-            return self.store.iter_app_clients(app["id"])
-        topic_id = self.store.topic_id(app["id"], topic)
-        if topic_id is None:
-            raise not_found("no such topic")
-        return self.store.iter_subscribers(topic_id)
+    def create(self, app: dict, topic: str, info) -> None:
+        """Creates a tag, or sets the info of one that exists."""
+        self.store.set_topic_info(self.store.topic_id(app["id"], topic, create=True), info)
+
+    def delete(self, app: dict, topic: str) -> None:
+        self.store.delete_topic(self._existing(app, topic))
+
+    def count(self, app: dict, topic: str) -> int:
+        return self.store.count_subscribers(self._existing(app, topic))
+
+    def page(self, app: dict, start: int, limit: int):
+        return self.store.list_topics(app["id"], start, limit)
+
+    def history(self, app: dict, topic: str, since, until, start: int, limit: int):
+        return self.store.pushes_of_topic(self._existing(app, topic), since, until, start, limit)

@@ -80,26 +80,38 @@ messages = sa.Table(
     sa.Column("job_id", Id),
     sa.Column("msg_type", sa.SmallInteger, nullable=False),
     sa.Column("content", sa.Text, nullable=False),
+    sa.Column("content_format", sa.String(8), nullable=False, server_default="text"),  # text | json
     sa.Column("created_at", sa.BigInteger, nullable=False),
     **_table_args,
 )
 
-# One row per publish of a message: its delivery id, its target and its counters.
+# One row per publish of a message: its delivery id, target, schedule, status and counters.
+# A row is the truth for timed pushes: whoever moves it from waiting to sending sends it.
 pushes = sa.Table(
     "pushes", metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    sa.Column("app_id", Id, nullable=False, index=True),
+    sa.Column("app_id", Id, nullable=False),
     sa.Column("message_id", Id, nullable=False, index=True),
     sa.Column("job_id", Id),
-    sa.Column("target", sa.String(16), nullable=False),  # client | topic | all
-    sa.Column("target_value", sa.Text),
+    sa.Column("target", sa.Text, nullable=False),  # JSON: {"kind": clients|all|tags|org|geo, ...}
     sa.Column("online_only", sa.Boolean, nullable=False),
     sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("push_time", sa.BigInteger, nullable=False),  # unix ms, when it is due
     sa.Column("expires_at", sa.BigInteger, nullable=False),  # unix ms
     sa.Column("send_time", sa.BigInteger),  # unix ms, when sending finished
     sa.Column("target_num", Counter, nullable=False, server_default="0"),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     *_counters(),
+    sa.Index("ix_pushes_due", "status", "push_time"),
+    sa.Index("ix_pushes_app_status", "app_id", "status", "push_time"),
+    **_table_args,
+)
+
+# Which tags (topics) a push went to, for a tag's history.
+push_topics = sa.Table(
+    "push_topics", metadata,
+    sa.Column("topic_id", Id, primary_key=True),
+    sa.Column("push_id", Id, primary_key=True),
     **_table_args,
 )
 

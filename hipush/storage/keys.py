@@ -29,5 +29,10 @@ def counter_keys(kind: str, row_id) -> tuple:
     return f"{tag}:live", f"{tag}:pending"
 
 
+def geo(app_id) -> str:
+    """The app's clients by last known location (GEOADD / GEOSEARCH)."""
+    return f"{PREFIX}:geo:{app_id}"
+
+
 def nonce(app_key: str, value: str) -> str:
     return f"{PREFIX}:nonce:{app_key}:{value}"

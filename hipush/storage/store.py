@@ -3,7 +3,9 @@ import secrets
 
 import sqlalchemy as sa
 
-from .db import COUNTER_TABLES, apps, clients, jobs, messages, now_ms, pushes, subscriptions, topics
+from .db import COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topics, pushes, subscriptions, topics
+
+TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 
 
 def _insert_ignore(table):
@@ -74,26 +76,44 @@ class Store:
 
     def clients_of_app(self, app_id: int, client_ids) -> set:
         """The subset of client_ids that exist and belong to the app."""
+        return {row[0] for row in self.client_rows(app_id, client_ids)}
+
+    def client_rows(self, app_id: int, client_ids) -> list:
+        """(client_id, terminal_type, address) of those client_ids that belong to the app."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(clients.c.client_id).where(
-                clients.c.app_id == app_id, clients.c.client_id.in_(list(client_ids))))
-            return {r[0] for r in rows}
+            return [tuple(r) for r in conn.execute(sa.select(*TARGET_COLUMNS).where(
+                clients.c.app_id == app_id, clients.c.client_id.in_(list(client_ids))))]
 
     def iter_app_clients(self, app_id: int, batch: int = 1000):
-        """Every client id of an app, in pages (keyset pagination: no long-held cursor)."""
-        yield from self._pages(sa.select(clients.c.client_id).where(clients.c.app_id == app_id),
-                               clients.c.client_id, batch)
+        """Every client of an app as (client_id, terminal_type, address), in pages."""
+        yield from self._pages(sa.select(*TARGET_COLUMNS).where(clients.c.app_id == app_id), batch)
 
-    def _pages(self, query, key, batch):
+    def iter_topic_clients(self, topic_ids, batch: int = 1000):
+        """Subscribers of any of the topics, each once."""
+        subscribed = sa.select(subscriptions.c.client_id).where(subscriptions.c.topic_id.in_(list(topic_ids)))
+        yield from self._pages(sa.select(*TARGET_COLUMNS).where(clients.c.client_id.in_(subscribed)), batch)
+
+    def iter_org_clients(self, app_id: int, orgs, terminal_types, batch: int = 1000):
+        """Clients of the app in any of `orgs` with any of `terminal_types` (None: any)."""
+        query = sa.select(*TARGET_COLUMNS).where(clients.c.app_id == app_id)
+        if orgs is not None:
+            query = query.where(clients.c.org.in_(orgs))
+        if terminal_types is not None:
+            query = query.where(clients.c.terminal_type.in_(terminal_types))
+        yield from self._pages(query, batch)
+
+    def _pages(self, query, batch):
+        """Keyset pagination on client_id: no cursor is held open between pages."""
         last = ""
         while True:
             with self.engine.connect() as conn:
-                page = [r[0] for r in conn.execute(query.where(key > last).order_by(key).limit(batch))]
+                page = [tuple(r) for r in conn.execute(
+                    query.where(clients.c.client_id > last).order_by(clients.c.client_id).limit(batch))]
             if page:
                 yield page
             if len(page) < batch:
                 return
-            last = page[-1]
+            last = page[-1][0]
 
     # jobs, messages, pushes
     def create_job(self, app_id: int, name: str, job_type: str) -> int:
@@ -102,27 +122,75 @@ class Store:
     def get_job(self, app_id: int, job_id: int):
         return self._one(sa.select(jobs).where(jobs.c.id == job_id, jobs.c.app_id == app_id))
 
-    def create_message(self, app_id: int, job_id, msg_type: int, content: str) -> int:
+    def create_message(self, app_id: int, job_id, msg_type: int, content: str, content_format="text") -> int:
         return self._insert(messages, app_id=app_id, job_id=job_id, msg_type=msg_type,
-                            content=content, created_at=now_ms())
+                            content=content, content_format=content_format, created_at=now_ms())
 
     def get_message(self, app_id: int, message_id: int):
         return self._one(sa.select(messages).where(messages.c.id == message_id, messages.c.app_id == app_id))
 
-    def create_push(self, app_id: int, message: dict, target: str, target_value, online_only: bool,
-                    status: int, expires_at: int) -> int:
-        return self._insert(
-            pushes, app_id=app_id, message_id=message["id"], job_id=message["job_id"], target=target,
-            target_value=target_value, online_only=online_only, status=status, expires_at=expires_at,
-            created_at=now_ms(),
-        )
+    def create_push(self, app_id: int, message: dict, target: str, online_only: bool, status: int,
+                    push_time: int, expires_at: int, topic_ids=()) -> int:
+        with self.engine.begin() as conn:
+            push_id = conn.execute(pushes.insert().values(
+                app_id=app_id, message_id=message["id"], job_id=message["job_id"], target=target,
+                online_only=online_only, status=status, push_time=push_time, expires_at=expires_at,
+                created_at=now_ms(),
+            )).inserted_primary_key[0]
+            if topic_ids:
+                conn.execute(push_topics.insert(), [{"topic_id": t, "push_id": push_id} for t in topic_ids])
+        return push_id
+
+    def get_push(self, push_id: int):
+        return self._one(sa.select(pushes).where(pushes.c.id == push_id))
+
+    def move_push(self, push_id: int, from_status: int, to_status: int, app_id=None) -> bool:
+        """Changes a push's status only if it still has `from_status`: the claim that makes firing exactly-once."""
+        query = pushes.update().where(pushes.c.id == push_id, pushes.c.status == from_status)
+        if app_id is not None:
+            query = query.where(pushes.c.app_id == app_id)
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(status=to_status)).rowcount == 1
 
     def finish_push(self, push_id: int, status: int, target_num: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(pushes.update().where(pushes.c.id == push_id)
                          .values(status=status, target_num=target_num, send_time=now_ms()))
 
-    # topics
+    def due_pushes(self, status: int, now: int, limit: int) -> list:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(pushes.c.id).where(
+                pushes.c.status == status, pushes.c.push_time <= now).order_by(pushes.c.push_time).limit(limit))]
+
+    def pushes_of_message(self, app_id: int, message_id: int) -> list:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(pushes).where(
+                pushes.c.app_id == app_id, pushes.c.message_id == message_id).order_by(pushes.c.id)).mappings()]
+
+    def _push_page(self, query, start: int, limit: int):
+        """(total, rows) of pushes joined with their message, newest first."""
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
+            rows = conn.execute(query.add_columns(messages.c.msg_type, messages.c.content, messages.c.content_format)
+                                .join_from(pushes, messages, messages.c.id == pushes.c.message_id)
+                                .order_by(pushes.c.push_time.desc(), pushes.c.id.desc())
+                                .offset(start).limit(limit)).mappings()
+            return total, [dict(r) for r in rows]
+
+    def pushes_with_status(self, app_id: int, status: int, start: int, limit: int):
+        query = sa.select(pushes).where(pushes.c.app_id == app_id, pushes.c.status == status)
+        return self._push_page(query, start, limit)
+
+    def pushes_of_topic(self, topic_id: int, since, until, start: int, limit: int):
+        query = sa.select(pushes).where(
+            pushes.c.id.in_(sa.select(push_topics.c.push_id).where(push_topics.c.topic_id == topic_id)))
+        if since is not None:
+            query = query.where(pushes.c.push_time >= since)
+        if until is not None:
+            query = query.where(pushes.c.push_time <= until)
+        return self._push_page(query, start, limit)
+
+    # topics (the REST API's tags)
     def topic_id(self, app_id: int, name: str, create: bool = False):
         query = sa.select(topics.c.id).where(topics.c.app_id == app_id, topics.c.name == name)
         with self.engine.begin() as conn:
@@ -132,6 +200,33 @@ class Store:
                 found = conn.execute(query).scalar()
         return found
 
+    def topic_ids(self, app_id: int, names) -> dict:
+        with self.engine.connect() as conn:
+            return {r.name: r.id for r in conn.execute(sa.select(topics.c.id, topics.c.name).where(
+                topics.c.app_id == app_id, topics.c.name.in_(list(names))))}
+
+    def set_topic_info(self, topic_id: int, info) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(topics.update().where(topics.c.id == topic_id).values(info=info))
+
+    def delete_topic(self, topic_id: int) -> None:
+        with self.engine.begin() as conn:
+            for table in (subscriptions, push_topics):
+                conn.execute(table.delete().where(table.c.topic_id == topic_id))
+            conn.execute(topics.delete().where(topics.c.id == topic_id))
+
+    def list_topics(self, app_id: int, start: int, limit: int):
+        query = sa.select(topics).where(topics.c.app_id == app_id)
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
+            rows = conn.execute(query.order_by(topics.c.id).offset(start).limit(limit)).mappings()
+            return total, [dict(r) for r in rows]
+
+    def count_subscribers(self, topic_id: int) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(subscriptions)
+                                .where(subscriptions.c.topic_id == topic_id)).scalar()
+
     def subscribe(self, topic_id: int, client_ids) -> None:
         with self.engine.begin() as conn:
             conn.execute(_insert_ignore(subscriptions), [{"topic_id": topic_id, "client_id": c} for c in client_ids])
@@ -140,10 +235,6 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(subscriptions.delete().where(
                 subscriptions.c.topic_id == topic_id, subscriptions.c.client_id.in_(list(client_ids))))
-
-    def iter_subscribers(self, topic_id: int, batch: int = 1000):
-        yield from self._pages(sa.select(subscriptions.c.client_id).where(subscriptions.c.topic_id == topic_id),
-                               subscriptions.c.client_id, batch)
 
     # counters
     def apply_counter_deltas(self, kind: str, row_id: int, deltas: dict, token: str) -> None:

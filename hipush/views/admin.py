@@ -39,9 +39,10 @@ def publish_private():
     client_id = L.parse_client_id(params.get("client_id"))
     online = L.parse_bool("online", params.get("online"))
     publisher = services().publisher
+    publisher.check_job(app, job_id)
     services().clients.get(app["id"], client_id)
     message = publisher.message(app, publisher.save_message(app, job_id, msg_type, content))
-    publisher.publish(app, message, "client", client_id, [[client_id]], online)
+    publisher.publish_now(app, message, {"kind": "clients", "ids": [client_id]}, online)
     return ok("OK")
 
 
@@ -63,8 +64,8 @@ def publish_multi():
     online = L.parse_bool("online", params.get("online"))
     publisher = services().publisher
     message = publisher.message(app, msg_id)
-    batches = services().topics.subscriber_batches(app, topic)
-    publisher.publish(app, message, "topic", topic, batches, online)
+    target = {"kind": "all"} if topic == "*" else {"kind": "tags", "tags": [topic]}
+    publisher.publish_now(app, message, target, online)
     return ok("OK")
 
 

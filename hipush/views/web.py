@@ -61,7 +61,7 @@ def location():
     client_id = params.get("client_id") or ""
     app_id = services().clients.authenticate(client_id, params.get("token"))
     lat, lng = _location(params, required=True)
-    services().clients.set_location(client_id, lat, lng)
+    services().clients.set_location(app_id, client_id, lat, lng)
     return allow_origin(ok("OK"), services().apps.by_id(app_id))
 
 

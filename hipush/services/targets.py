@@ -1,0 +1,51 @@
+"""Who a push goes to: a target is a small JSON-able dict kept on the push row, resolved when it is sent.
+
+Kinds: {"kind": "clients", "ids": [...]}, {"kind": "all"}, {"kind": "tags", "tags": [...]},
+{"kind": "org", "orgs": [...] | None, "terminal_types": [...] | None},
+{"kind": "geo", "lat": .., "lng": .., "radius": metres}. Resolution yields pages of
+(client_id, terminal_type, address) rows, each client once.
+"""
+from ..errors import not_found
+from ..storage import keys
+
+
+class Targets:
+    def __init__(self, store, commands):
+        self.store = store
+        self.commands = commands
+
+    def check(self, app: dict, target: dict) -> list:
+        """Answers 404 for ids or tags the app doesn't have; returns the tag topic ids of the target."""
+        kind = target["kind"]
+        if kind == "clients":
+            found = self.store.clients_of_app(app["id"], target["ids"])
+            missing = [c for c in target["ids"] if c not in found]
+            if missing:
+                raise not_found(f"no such terminal: {missing[0]}")
+        if kind == "tags":
+            ids = self.store.topic_ids(app["id"], target["tags"])
+            missing = [t for t in target["tags"] if t not in ids]
+            if missing:
+                raise not_found(f"no such tag: {missing[0]}")
+            return [ids[t] for t in target["tags"]]
+        return []
+
+    def resolve(self, app_id: int, target: dict):
+        kind = target["kind"]
+        if kind == "clients":
+            return [self.store.client_rows(app_id, target["ids"])]
+        if kind == "all":
+            return self.store.iter_app_clients(app_id)
+        if kind == "tags":
+            return self.store.iter_topic_clients(self.store.topic_ids(app_id, target["tags"]).values())
+        if kind == "org":
+            return self.store.iter_org_clients(app_id, target["orgs"], target["terminal_types"])
+        if kind == "geo":
+            return self._near(app_id, target)
+        raise ValueError(f"unknown target kind {kind!r}")
+
+    def _near(self, app_id: int, target: dict):
+        found = [m.decode() for m in self.commands.geosearch(
+            keys.geo(app_id), longitude=target["lng"], latitude=target["lat"], radius=target["radius"], unit="m")]
+        for start in range(0, len(found), 1000):
+            yield self.store.client_rows(app_id, found[start:start + 1000])
