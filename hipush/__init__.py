@@ -12,7 +12,7 @@ def create_app(config=None):
 
     from . import config as config_module
     from .services import Services
-    from .views import admin, comet, errors, web
+    from .views import admin, comet, errors, rest, sdk, web
 
     config = config or config_module.load()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
@@ -20,7 +20,8 @@ def create_app(config=None):
     app.config["MAX_CONTENT_LENGTH"] = config.limits.body_bytes
     services = Services(config)
     app.extensions["hipush"] = services
-    for role, blueprint in (("web", web.bp), ("admin", admin.bp), ("comet", comet.bp)):
+    for role, blueprint in (("web", web.bp), ("web", sdk.bp), ("admin", admin.bp), ("admin", rest.bp),
+                             ("comet", comet.bp)):
         if role in config.roles:
             app.register_blueprint(blueprint)
     errors.init_app(app)

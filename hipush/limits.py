@@ -3,7 +3,9 @@
 Each check raises ApiError; callers run them in SPEC's order: sizes and counts
 first (check_bytes, check_count), then formats (the parse_* functions).
 """
+import json
 import re
+from datetime import datetime
 
 from .errors import bad_param, too_large
 
@@ -130,3 +132,44 @@ def parse_jsonp_callback(value):
     if not JSONP_CALLBACK_RE.fullmatch(value):
         raise bad_param("callback must match ^[A-Za-z_$][0-9A-Za-z_$.]{0,63}$")
     return value
+
+
+def parse_time(name, value, tz) -> int:
+    """Unix ms of `YYYY-MM-DD HH:MM:SS` (in tz), ISO 8601 (with an offset, or in tz without), or unix seconds."""
+    require(name, value)
+    if re.fullmatch(r"[0-9]{1,12}", value):
+        return int(value) * 1000
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_param(f"{name} must be YYYY-MM-DD HH:MM:SS, ISO 8601 or unix seconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return int(moment.timestamp() * 1000)
+
+
+def parse_list(name, value, max_items, parse_item):
+    """A comma list: each item parsed, repeats dropped, order kept."""
+    items = [item.strip() for item in require(name, value).split(",")]
+    check_count(name, items, max_items)
+    return list(dict.fromkeys(parse_item(name, item) for item in items))
+
+
+NOTIFICATION_FIELDS = {"title": str, "body": str, "image": str, "sound": str, "url": str, "extras": dict}
+
+
+def parse_message(msg_type: int, msg: str):
+    """(content, format) of a REST `msg`: a notification given as a JSON object is checked and kept as JSON."""
+    if msg_type == 1 and msg.lstrip().startswith("{"):
+        try:
+            fields = json.loads(msg)
+        except ValueError:
+            raise bad_param("msg is not valid JSON") from None
+        unknown = sorted(set(fields) - set(NOTIFICATION_FIELDS))
+        if unknown:
+            raise bad_param(f"unknown notification field: {unknown[0]} (allowed: {', '.join(NOTIFICATION_FIELDS)})")
+        for key, value in fields.items():
+            if not isinstance(value, NOTIFICATION_FIELDS[key]):
+                raise bad_param(f"notification field {key} must be a{'n object' if key == 'extras' else ' string'}")
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":")), "json"
+    return msg, "text"

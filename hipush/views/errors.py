@@ -3,10 +3,12 @@ import logging
 
 import redis
 import sqlalchemy.exc
+from flask import request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, bad_param, internal, method_not_allowed, not_found, too_large, unavailable
-from .render import legacy_error
+from . import rest
+from .render import answer, legacy_error, to_json
 
 log = logging.getLogger("hipush")
 
@@ -33,4 +35,8 @@ def to_api_error(exc: Exception) -> ApiError:
 def init_app(app) -> None:
     @app.errorhandler(Exception)
     def render(exc):
-        return legacy_error(to_api_error(exc))
+        error = to_api_error(exc)
+        if request.path.startswith(rest.PATH_PREFIXES):  # also for 404 / 405, which match no route
+            return answer(to_json({"status": 0, "error_code": error.code, "error": error.reason}),
+                          error.http_status, error.headers)
+        return legacy_error(error)

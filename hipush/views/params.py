@@ -1,13 +1,17 @@
 """Request parameters as the signature sees them: (name, value) pairs in request order.
 
-Query string first, then a form body. Values must be UTF-8; a name that should
-appear once but appears twice is refused rather than silently picking one.
+Query string first, then a form body or a JSON object (each top-level field a
+pair, non-strings as their compact JSON text, as SPEC §4 signs them). Values
+must be UTF-8; a name that should appear once but appears twice is refused
+rather than silently picking one.
 """
+import json
 from urllib.parse import parse_qsl
 
 from flask import current_app, request
 
 from ..errors import bad_param, too_large
+from ..signing import json_value_text
 
 
 class Params:
@@ -45,4 +49,16 @@ def request_params() -> Params:
     pairs = _decode(request.query_string)
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
         pairs += _decode(request.get_data(cache=True))
+    elif request.method == "POST" and request.mimetype == "application/json":
+        pairs += _json_pairs(request.get_data(cache=True))
     return Params(pairs)
+
+
+def _json_pairs(raw: bytes) -> list:
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise bad_param("the body is not valid UTF-8 JSON") from None
+    if not isinstance(body, dict):
+        raise bad_param("the JSON body must be an object")
+    return [(name, json_value_text(value)) for name, value in body.items()]

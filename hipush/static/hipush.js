@@ -1,0 +1,509 @@
+/*!
+ * hipush browser SDK — receives pushes from a hipush server over HTTP long-poll.
+ *
+ * One file, no dependencies, ES5 (runs in old X5/WebViews). Served by hipush at /sdk/hipush.js.
+ *
+ *   var push = new HiPush({server: "https://push.example.com", appKey: "APP_KEY"});
+ *   push.on("message", function (m) { console.log(m.id, m.content); });            // msg_type 0
+ *   push.on("notification", function (m, n) { console.log(n.title, n.body); });    // msg_type 1
+ *   push.on("connected", function () {}); push.on("disconnected", function () {});
+ *   push.on("error", function (e) { console.log(e.type, e.status, e.reason); });
+ *   push.connect();                          // push.disconnect() stops it
+ *
+ * Options:
+ *   server          base URL of a hipush web node (default: this page's origin)
+ *   appKey          the app's key: the SDK registers the device (/user/genId) and fetches tokens itself
+ *   deviceId        this device's id (default: generated once and kept in localStorage)
+ *   clientId, token signed-token mode: ids handed out by the app's backend (no appKey needed);
+ *                   getToken(clientId, callback(error, token)) may fetch a fresh token on 401
+ *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing), "xhr" or "jsonp"
+ *   discover        ask /service/hash which comet node to poll (default true); false polls `server`
+ *   pollTimeout     seconds a poll may park on the server (default 30, at most 60)
+ *   minDelay, maxDelay   reconnect backoff in ms (default 1000 and 30000, jittered)
+ *   notify          show notifications with the browser Notification API when permitted (default true)
+ *   notificationTitle    title of a notification whose content has none (default document.title)
+ *
+ * Delivery is at least once: every message is acknowledged (with the next poll) after the
+ * handlers returned, and a message that comes again (same `id`) is dropped.
+ * push.state is "disconnected", "connecting", "connected" or "reconnecting";
+ * push.stats counts received, duplicates, reconnects, failures and missed messages.
+ */
+(function (root) {
+  "use strict";
+
+  var EVENTS = ["message", "notification", "connected", "disconnected", "error"];
+  var RECENT_IDS = 1000;        // how many message ids are remembered to drop redeliveries
+  var FAILURES_BEFORE_NEW_TOKEN = 3;
+  var REQUEST_MARGIN = 15000;   // ms a request may take beyond its poll timeout
+  var jsonpCount = 0;
+  var noop = function () {};
+
+  function HiPush(options) {
+    options = options || {};
+    this.options = {
+      server: trimSlash(options.server || pageOrigin()),
+      appKey: options.appKey || null,
+      transport: options.transport || "auto",
+      discover: options.discover !== false,
+      pollTimeout: options.pollTimeout == null ? 30 : options.pollTimeout,
+      minDelay: options.minDelay || 1000,
+      maxDelay: options.maxDelay || 30000,
+      notify: options.notify !== false,
+      notificationTitle: options.notificationTitle || null,
+      getToken: options.getToken || null
+    };
+    this.clientId = options.clientId || null;
+    this.token = options.token || null;
+    this.deviceId = options.deviceId || (this.options.appKey ? storedDeviceId(this.options.appKey) : null);
+    this.node = null;             // base URL of the comet node being polled
+    this.state = "disconnected";
+    this.stats = {received: 0, duplicates: 0, reconnects: 0, failures: 0, missed: 0};
+    this._handlers = {};
+    this._session = 0;            // bumped by connect() and disconnect(): stale callbacks see a newer one
+    this._request = null;         // the request under way (to abort it)
+    this._timer = null;           // the scheduled next step
+    this._failures = 0;           // failures in a row
+    this._earlyEmpty = 0;         // long polls in a row answered empty long before their timeout
+    this._badNode = null;         // the node whose poll failed last: discovery avoids it once
+    this._ack = null;             // id of the last processed message
+    this._ackPending = false;     // the server has not yet confirmed that ack
+    this._seen = {};
+    this._seenOrder = [];
+    this._wasConnected = false;
+  }
+
+  HiPush.version = "1.0.0";
+
+  HiPush.prototype.on = function (event, fn) {
+    if (indexOf(EVENTS, event) < 0) throw new Error("hipush: unknown event " + event);
+    (this._handlers[event] = this._handlers[event] || []).push(fn);
+    return this;
+  };
+
+  HiPush.prototype.off = function (event, fn) {
+    var list = this._handlers[event] || [];
+    for (var i = list.length - 1; i >= 0; i--) if (list[i] === fn || !fn) list.splice(i, 1);
+    return this;
+  };
+
+  HiPush.prototype.connect = function () {
+    if (this.state !== "disconnected") return this;
+    if (!this.options.appKey && !(this.clientId && (this.token || this.options.getToken))) {
+      throw new Error("hipush: give appKey, or clientId and token");
+    }
+    this._session++;
+    this._failures = 0;
+    this._wasConnected = false;
+    this._setState("connecting");
+    this._step(this._session);
+    return this;
+  };
+
+  HiPush.prototype.disconnect = function () {
+    if (this.state === "disconnected") return this;
+    var wasConnected = this.state === "connected";
+    this._session++;
+    this._stop();
+    this._setState("disconnected");
+    if (wasConnected) this._emit("disconnected", {reason: "disconnect() called"});
+    return this;
+  };
+
+  /** Asks the user to allow notifications; callback(permission). Call it from a click handler. */
+  HiPush.prototype.requestNotificationPermission = function (callback) {
+    callback = callback || noop;
+    if (typeof root.Notification === "undefined") return callback("unsupported");
+    var answer = root.Notification.requestPermission(callback);
+    if (answer && typeof answer.then === "function") answer.then(callback);
+  };
+
+  // ---- the connection: register, token, find the node, poll --------------------------------
+
+  HiPush.prototype._step = function (session) {
+    var self = this;
+    if (session !== this._session) return;
+    if (!this.clientId) return this._call(this.options.server, "/user/genId",
+      {device_id: this.deviceId, app_key: this.options.appKey}, "register", function (result) {
+        self.clientId = result.client_id;
+        self._step(session);
+      });
+    if (!this.token) return this._fetchToken(session);
+    if (!this.node) return this._discover(session);
+    this._poll(session);
+  };
+
+  HiPush.prototype._fetchToken = function (session) {
+    var self = this;
+    if (this.options.appKey) {
+      return this._call(this.options.server, "/user/token", {client_id: this.clientId}, "token", function (result) {
+        self.token = result.token;
+        self._step(session);
+      });
+    }
+    this.options.getToken(this.clientId, function (error, token) {
+      if (session !== self._session) return;
+      if (error || !token) return self._fail(session, {type: "token", status: 0, reason: String(error || "no token")});
+      self.token = token;
+      self._step(session);
+    });
+  };
+
+  /** /service/hash, else /service/random, else the configured server itself. */
+  HiPush.prototype._discover = function (session) {
+    var self = this, server = this.options.server;
+    function use(node) {
+      self.node = node;
+      self._step(session);
+    }
+    if (!this.options.discover) return use(server);
+    this._send(server, "/service/hash", {client_id: this.clientId}, 0, function (error, result) {
+      if (session !== self._session) return;
+      var node = !error && self._nodeUrl(result);
+      if (node && node !== self._badNode) return use(node);
+      if (error && error.status === 0) return use(server); // the server is unreachable: poll it, fail, back off
+      self._send(server, "/service/random", {}, 0, function (error2, result2) {
+        if (session !== self._session) return;
+        var other = !error2 && self._nodeUrl(result2);
+        use(other && other !== self._badNode ? other : server);
+      });
+    });
+  };
+
+  HiPush.prototype._nodeUrl = function (address) {
+    if (!address || !address.port) return null;
+    var ip = address.ip, server = this.options.server;
+    if (!ip || ip === "0.0.0.0" || ip === "::") return null;
+    if (ip.indexOf(":") >= 0) ip = "[" + ip + "]";
+    var protocol = server.indexOf("https:") === 0 ? "https://" : "http://";
+    var node = protocol + ip + ":" + address.port;
+    return node === server.replace(/^(https?:\/\/[^\/]+).*$/, "$1") ? server : node;
+  };
+
+  HiPush.prototype._poll = function (session) {
+    var self = this;
+    // the first poll of a (re)connection answers at once: it proves the connection and hands out what waits
+    var timeout = this.state === "connected" ? this.options.pollTimeout : 0;
+    var params = {client_id: this.clientId, token: this.token, timeout: timeout};
+    var ack = this._ackPending ? this._ack : null;
+    if (ack !== null) params.ack = ack;
+    var started = now();
+    this._send(this.node, "/comet/poll", params, timeout * 1000, function (error, result) {
+      if (session !== self._session) return;
+      if (error) return self._fail(session, error, true);
+      if (ack !== null && ack === self._ack) self._ackPending = false;
+      self._failures = 0;
+      self._badNode = null;
+      if (self.state !== "connected") {
+        if (self._wasConnected) self.stats.reconnects++;
+        self._wasConnected = true;
+        self._setState("connected");
+        self._emit("connected", {clientId: self.clientId, node: self.node});
+        if (session !== self._session) return;
+      }
+      if (result.missed) self.stats.missed += result.missed;
+      var messages = result.messages || [];
+      for (var i = 0; i < messages.length && session === self._session; i++) self._dispatch(messages[i]);
+      if (session !== self._session) return;
+      // a long poll answered empty long before its timeout was replaced by a newer poll of the same
+      // client (another tab?) or its server is stopping: wait a little rather than take turns at full speed
+      var early = !messages.length && timeout > 0 && now() - started < timeout * 500;
+      self._earlyEmpty = early ? self._earlyEmpty + 1 : 0;
+      self._schedule(session, early ? self._delay(self._earlyEmpty) : 0);
+    });
+  };
+
+  HiPush.prototype._dispatch = function (message) {
+    var id = message.id;
+    if (this._seen.hasOwnProperty(id)) {
+      this.stats.duplicates++;
+    } else {
+      this._remember(id);
+      this.stats.received++;
+      if (message.msg_type === 1) {
+        var notification = parseNotification(message.content, this.options.notificationTitle);
+        this._emit("notification", message, notification);
+        if (this.options.notify) this._show(message, notification);
+      } else {
+        this._emit("message", message);
+      }
+    }
+    this._ack = id;
+    this._ackPending = true;
+  };
+
+  HiPush.prototype._remember = function (id) {
+    this._seen[id] = true;
+    this._seenOrder.push(id);
+    if (this._seenOrder.length > RECENT_IDS) delete this._seen[this._seenOrder.shift()];
+  };
+
+  HiPush.prototype._show = function (message, notification) {
+    var N = root.Notification;
+    if (typeof N === "undefined" || N.permission !== "granted") return;
+    try {
+      var shown = new N(notification.title, {
+        body: notification.body, icon: notification.image || undefined,
+        image: notification.image || undefined, tag: "hipush-" + message.id
+      });
+      if (notification.url) {
+        shown.onclick = function () {
+          try { root.focus(); } catch (ignored) { /* nothing to focus */ }
+          root.open(notification.url, "_blank");
+        };
+      }
+    } catch (e) {  // e.g. Android Chrome allows notifications only from a service worker
+      this._emit("error", {type: "notification", status: 0, reason: String(e && e.message || e)});
+    }
+  };
+
+  /** A call of the web node that must succeed before the next step; a failure backs off. */
+  HiPush.prototype._call = function (base, path, params, type, onResult) {
+    var self = this, session = this._session;
+    this._send(base, path, params, 0, function (error, result) {
+      if (session !== self._session) return;
+      if (error) {
+        error.type = type;
+        return self._fail(session, error);
+      }
+      onResult(result);
+    });
+  };
+
+  HiPush.prototype._fail = function (session, error, polling) {
+    var wasConnected = this.state === "connected";
+    this._failures++;
+    this.stats.failures++;
+    error.type = error.type || (polling ? "poll" : "request");
+    error.attempt = this._failures;
+    if (polling) {
+      this._badNode = this.node;
+      this.node = null;  // find the node again: it may have gone
+    }
+    var canRefetch = !!(this.options.appKey || this.options.getToken);
+    // JSONP (and a cross-origin answer without CORS headers) cannot show a 401: after a few
+    // failures in a row the token is fetched again
+    if (canRefetch && (error.status === 401 || (error.status === 0 && this._failures % FAILURES_BEFORE_NEW_TOKEN === 0))) {
+      this.token = null;
+    }
+    if (wasConnected) {
+      this._setState("reconnecting");
+      this._emit("disconnected", {reason: error.reason});
+    }
+    if (session !== this._session) return;
+    this._emit("error", error);
+    if (session !== this._session) return;
+    this._schedule(session, this._delay(this._failures));
+  };
+
+  /** Exponential backoff with jitter: between half and all of min(maxDelay, minDelay * 2^(n-1)). */
+  HiPush.prototype._delay = function (n) {
+    var ceiling = Math.min(this.options.maxDelay, this.options.minDelay * Math.pow(2, Math.min(n, 20) - 1));
+    return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
+  };
+
+  HiPush.prototype._schedule = function (session, delay) {
+    var self = this;
+    this._timer = setTimeout(function () {
+      self._timer = null;
+      self._step(session);
+    }, delay);
+  };
+
+  HiPush.prototype._stop = function () {
+    if (this._timer) clearTimeout(this._timer);
+    this._timer = null;
+    if (this._request) this._request.abort();
+    this._request = null;
+  };
+
+  HiPush.prototype._setState = function (state) {
+    this.state = state;
+  };
+
+  HiPush.prototype._emit = function (event) {
+    var args = Array.prototype.slice.call(arguments, 1), list = (this._handlers[event] || []).slice();
+    if (event === "error" && !list.length && root.console && root.console.warn) {
+      root.console.warn("hipush:", args[0] && args[0].type, args[0] && (args[0].reason || args[0].status));
+    }
+    for (var i = 0; i < list.length; i++) {
+      try {
+        list[i].apply(this, args);
+      } catch (e) {  // a throwing handler must not stop delivery; the message still counts as processed
+        if (event !== "error") this._emit("error", {type: "handler", status: 0, reason: String(e && e.message || e), error: e});
+        else if (root.console) root.console.error(e);
+      }
+    }
+  };
+
+  // ---- transports ----------------------------------------------------------------------------
+
+  /** GET base + path; callback(error, result) once. error = {status: HTTP status or 0, code, reason}. */
+  HiPush.prototype._send = function (base, path, params, timeoutMs, callback) {
+    var self = this, done = false, timer;
+    params._ = now().toString(36) + (jsonpCount++);  // no cached answers
+    var request = this._useJsonp(base) ? jsonp(base + path, params) : xhr(base + path, params);
+    function finish(error, result) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (self._request === handle) self._request = null;
+      callback(error, result);
+    }
+    var handle = {abort: function () { done = true; clearTimeout(timer); request.abort(); }};
+    timer = setTimeout(function () {
+      request.abort();
+      finish({status: 0, reason: "timed out"});
+    }, timeoutMs + REQUEST_MARGIN);
+    this._request = handle;
+    request.start(function (status, body) {
+      if (status === 200 && body && body.ok === true) return finish(null, body.result);
+      finish({status: status, code: body && body.error, reason: (body && body.reason) ||
+        (status ? "HTTP " + status : "network error (or an error answer the browser hides)")});
+    });
+  };
+
+  HiPush.prototype._useJsonp = function (base) {
+    var transport = this.options.transport;
+    if (transport === "jsonp") return true;
+    if (transport === "xhr") return false;
+    return !(typeof XMLHttpRequest !== "undefined" && (sameOrigin(base) || corsCapable()));
+  };
+
+  function xhr(url, params) {
+    var request = new XMLHttpRequest();
+    return {
+      start: function (done) {
+        request.onreadystatechange = function () {
+          if (request.readyState !== 4) return;
+          var body = null;
+          try { body = JSON.parse(request.responseText); } catch (ignored) { /* not JSON */ }
+          done(request.status, body);
+        };
+        request.open("GET", url + "?" + query(params), true);
+        request.send(null);
+      },
+      abort: function () {
+        request.onreadystatechange = noop;
+        try { request.abort(); } catch (ignored) { /* already done */ }
+      }
+    };
+  }
+
+  /** A <script> whose answer calls __hipush.cN(body). An HTTP error status fires onerror: status 0. */
+  function jsonp(url, params) {
+    var registry = root.__hipush = root.__hipush || {};
+    var name = "c" + (jsonpCount++), script = document.createElement("script"), finished = false;
+    function cleanUp() {
+      if (script.parentNode) script.parentNode.removeChild(script);
+      script.onload = script.onerror = script.onreadystatechange = null;
+      delete registry[name];
+    }
+    return {
+      start: function (done) {
+        registry[name] = function (body) {
+          if (finished) return;
+          finished = true;
+          done(body && body.ok === true ? 200 : 0, body);
+        };
+        script.onload = script.onerror = script.onreadystatechange = function () {
+          if (script.readyState && script.readyState !== "loaded" && script.readyState !== "complete") return;
+          cleanUp();
+          if (!finished) {
+            finished = true;
+            done(0, null);
+          }
+        };
+        params.callback = "__hipush." + name;
+        script.async = true;
+        script.src = url + "?" + query(params);
+        (document.head || document.getElementsByTagName("head")[0] || document.documentElement).appendChild(script);
+      },
+      abort: function () {
+        finished = true;
+        registry[name] = noop;  // a late answer still finds its callback; onload cleans up
+        if (script.parentNode) script.parentNode.removeChild(script);
+      }
+    };
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  /** A notification's content: plain text, or a JSON object (or its text) with title/body/url/image. */
+  function parseNotification(content, defaultTitle) {
+    var data = content;
+    if (typeof content === "string" && /^\s*\{/.test(content)) {
+      try { data = JSON.parse(content); } catch (ignored) { data = content; }
+    }
+    var fallbackTitle = defaultTitle || (typeof document !== "undefined" && document.title) || "Notification";
+    if (data === null || typeof data !== "object") {
+      return {title: fallbackTitle, body: data == null ? "" : String(data), url: null, image: null, data: content};
+    }
+    return {
+      title: String(data.title || fallbackTitle),
+      body: data.body == null ? (data.title ? "" : String(data.text || data.msg || "")) : String(data.body),
+      url: data.url || null,
+      image: data.image || data.icon || null,
+      data: data
+    };
+  }
+
+  function storedDeviceId(appKey) {
+    var key = "hipush.deviceId." + appKey, id = null;
+    try { id = root.localStorage.getItem(key); } catch (ignored) { /* no storage: a new id per page */ }
+    if (!id) {
+      id = "web-" + randomHex(16);
+      try { root.localStorage.setItem(key, id); } catch (ignored2) { /* kept in memory only */ }
+    }
+    return id;
+  }
+
+  function randomHex(bytes) {
+    var out = "", values = null, crypto = root.crypto || root.msCrypto;
+    if (crypto && crypto.getRandomValues) values = crypto.getRandomValues(new Uint8Array(bytes));
+    for (var i = 0; i < bytes; i++) {
+      var b = values ? values[i] : Math.floor(Math.random() * 256);
+      out += (b < 16 ? "0" : "") + b.toString(16);
+    }
+    return out;
+  }
+
+  function query(params) {
+    var parts = [];
+    for (var name in params) {
+      if (params.hasOwnProperty(name) && params[name] != null) {
+        parts.push(encodeURIComponent(name) + "=" + encodeURIComponent(params[name]));
+      }
+    }
+    return parts.join("&");
+  }
+
+  function corsCapable() {
+    try { return "withCredentials" in new XMLHttpRequest(); } catch (e) { return false; }
+  }
+
+  function pageOrigin() {
+    var l = root.location;
+    return l ? l.protocol + "//" + l.host : "";
+  }
+
+  function sameOrigin(url) {
+    var origin = pageOrigin();
+    return !!origin && (url === origin || url.indexOf(origin + "/") === 0);
+  }
+
+  function trimSlash(url) {
+    return String(url).replace(/\/+$/, "");
+  }
+
+  function indexOf(list, item) {
+    for (var i = 0; i < list.length; i++) if (list[i] === item) return i;
+    return -1;
+  }
+
+  function now() {
+    return new Date().getTime();
+  }
+
+  root.HiPush = HiPush;
+  if (typeof module === "object" && module.exports) module.exports = HiPush;
+})(typeof window !== "undefined" ? window : this);

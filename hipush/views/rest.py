@@ -1,0 +1,257 @@
+"""The push-core REST API (SPEC §4): pushes by terminal, tag, org and place, tags, timers, message status.
+
+Calls are POST (the query_* calls GET too), with a form or JSON body, authenticated
+by app_key + sign, HMAC, or HTTP Basic app_key:app_secret. Answers use the
+`status` envelope.
+"""
+import hmac
+import json
+from datetime import datetime
+
+from flask import Blueprint, request
+
+from .. import limits as L
+from ..errors import auth_failed, bad_param, not_found
+from ..services import services
+from ..services.publish import STATUS_WAITING
+from ..storage.db import now_ms
+from .params import request_params
+from .render import answer, to_json
+
+bp = Blueprint("rest", __name__)
+PATH_PREFIXES = ("/push/", "/manager/")
+PUSH_TIME_TOLERANCE_MS = 60_000
+MAX_TAGS = 100
+MAX_PAGE = 1000
+
+
+def rest_ok(**fields):
+    return answer(to_json({"status": 1, **fields}))
+
+
+def authenticated():
+    """(params, app) of a REST call: HTTP Basic app_key:app_secret, else a signed request."""
+    params = request_params()
+    basic = request.authorization
+    if basic is not None and basic.type == "basic":
+        app = services().apps.require(basic.username)
+        if not hmac.compare_digest((basic.password or "").encode(), app["app_secret"].encode()):
+            raise auth_failed("wrong app_secret")
+        return params, app
+    return params, services().apps.authenticate(params)
+
+
+def route(path, query=False):
+    return bp.route(path, methods=["GET", "POST"] if query else ["POST"])
+
+
+# pushes
+
+def _push(params, app, target_of):
+    """The common part of every push call; target_of(params) checks and returns the target."""
+    config = services().config
+    msg = params.get("msg")
+    L.check_bytes("msg", msg, config.limits.content_bytes)
+    target = target_of(params)
+    msg_type = L.parse_msg_type(params.get("msg_type"))
+    content, content_format = L.parse_message(msg_type, L.require("msg", msg))
+    expires_in = L.parse_int("expires_time", params.get("expires_time"), 1, config.max_expires,
+                             default=config.default_expires)
+    push_time = now_ms()
+    if params.get("push_time"):
+        push_time = L.parse_time("push_time", params.get("push_time"), config.timezone)
+        if push_time < now_ms() - PUSH_TIME_TOLERANCE_MS:
+            raise bad_param("push_time is in the past")
+        if push_time >= now_ms() + 1000 * expires_in:
+            raise bad_param("the message would expire before its push_time: raise expires_time")
+    job_id = L.parse_id("job_id", params.get("job_id")) if params.get("job_id") else None
+    online = L.parse_bool("online", params.get("online"))
+    publisher = services().publisher
+    publisher.check_job(app, job_id)
+    services().targets.check(app, target)
+    message = publisher.message(app, publisher.save_message(app, job_id, msg_type, content, content_format))
+    push_id = publisher.create(app, message, target, online, STATUS_WAITING, push_time, expires_in)
+    services().timers.start(push_id, push_time)
+    return rest_ok(msg_id=message["id"])
+
+
+def _terminal_ids(params):
+    return L.parse_list("terminal_ids", params.get("terminal_ids"), services().config.limits.terminal_ids,
+                        lambda name, item: L.parse_client_id(item, name))
+
+
+def _tag_item(name, value):
+    L.check_length(name, value, 64)
+    return L.parse_topic(name, value)
+
+
+def _tag(params):
+    return _tag_item("tag", params.get("tag"))
+
+
+def _star_or_list(params, name, parse_item):
+    value = params.get(name)
+    if value in (None, "", "*"):
+        return None
+    return L.parse_list(name, value, 100, parse_item)
+
+
+def _org(name, item):
+    L.check_length(name, item, 64)
+    return L.parse_text(name, item)
+
+
+def _terminal_type(name, item):
+    if item not in L.TERMINAL_TYPES:
+        raise bad_param(f"{name} must be * or a comma list of {', '.join(L.TERMINAL_TYPES)}")
+    return item
+
+
+@route("/push/terminal")
+def push_terminal():
+    params, app = authenticated()
+    return _push(params, app, lambda p: {"kind": "clients", "ids": _terminal_ids(p)})
+
+
+@route("/push/all")
+def push_all():
+    params, app = authenticated()
+    return _push(params, app, lambda p: {"kind": "all"})
+
+
+@route("/push/tags")
+def push_tags():
+    params, app = authenticated()
+    return _push(params, app, lambda p: {"kind": "tags", "tags": L.parse_list("tags", p.get("tags"), MAX_TAGS, _tag_item)})
+
+
+@route("/push/org")
+def push_org():
+    params, app = authenticated()
+
+    def target(p):
+        L.require("orgs", p.get("orgs"))
+        return {"kind": "org", "orgs": _star_or_list(p, "orgs", _org),
+                "terminal_types": _star_or_list(p, "terminal_types", _terminal_type)}
+    return _push(params, app, target)
+
+
+@route("/push/geo")
+def push_geo():
+    params, app = authenticated()
+    return _push(params, app, lambda p: {
+        "kind": "geo", "lat": L.parse_coordinate("lat", p.get("lat"), 90),
+        "lng": L.parse_coordinate("lng", p.get("lng"), 180),
+        "radius": L.parse_int("radius", p.get("radius"), 1, 20_000_000)})
+
+
+# message status, history, timers
+
+def _time_text(ms):
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, services().config.timezone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _page(params):
+    return (L.parse_int("start", params.get("start"), 0, 10**9, default=0),
+            L.parse_int("limit", params.get("limit"), 1, MAX_PAGE, default=20))
+
+
+def _push_rows(total, rows):
+    data = [{"msg_id": r["message_id"], "msg": json.loads(r["content"]) if r["content_format"] == "json"
+             else r["content"], "msg_type": r["msg_type"], "status": r["status"],
+             "send_time": _time_text(r["send_time"] or r["push_time"])} for r in rows]
+    return rest_ok(total_num=total, data=data)
+
+
+@route("/manager/query_msg_status", query=True)
+def query_msg_status():
+    params, app = authenticated()
+    msg_id = L.parse_id("msg_id", params.get("msg_id"))
+    pushes = services().store.pushes_of_message(app["id"], msg_id)
+    if not pushes:
+        raise not_found("no such message")
+    data = []
+    for push in pushes:
+        counts = services().stats.totals("push", push["id"])
+        data.append({"msg_id": msg_id, "delivery_id": push["id"], "status": push["status"],
+                     "send_time": _time_text(push["send_time"]), "push_time": _time_text(push["push_time"]),
+                     "target_num": push["target_num"], "sent_num": counts["sent"], "arrived_num": counts["arrived"],
+                     "expired_num": counts["expired"], "failed_num": counts["failed"]})
+    return rest_ok(total_num=len(data), data=data)
+
+
+@route("/manager/query_tag_msgs", query=True)
+def query_tag_msgs():
+    params, app = authenticated()
+    tag = _tag(params)
+    start, limit = _page(params)
+    tz = services().config.timezone
+    since = L.parse_time("range_start", params.get("range_start"), tz) if params.get("range_start") else None
+    until = L.parse_time("range_end", params.get("range_end"), tz) if params.get("range_end") else None
+    return _push_rows(*services().topics.history(app, tag, since, until, start, limit))
+
+
+@route("/manager/query_timers", query=True)
+def query_timers():
+    params, app = authenticated()
+    start, limit = _page(params)
+    return _push_rows(*services().store.pushes_with_status(app["id"], STATUS_WAITING, start, limit))
+
+
+@route("/manager/cancel_timer")
+def cancel_timer():
+    params, app = authenticated()
+    services().timers.cancel(app, L.parse_id("msg_id", params.get("msg_id")))
+    return rest_ok()
+
+
+# tags
+
+@route("/manager/query_tags", query=True)
+def query_tags():
+    params, app = authenticated()
+    total, rows = services().topics.page(app, *_page(params))
+    return rest_ok(total_num=total, data=[{"id": r["id"], "tag": r["name"], "info": r["info"] or "",
+                                           "create_time": _time_text(r["created_at"])} for r in rows])
+
+
+@route("/manager/create_tag")
+def create_tag():
+    params, app = authenticated()
+    info = params.get("info")
+    L.check_length("info", info, 255)
+    services().topics.create(app, _tag(params), L.parse_text("info", info, required=False))
+    return rest_ok()
+
+
+@route("/manager/del_tag")
+def del_tag():
+    params, app = authenticated()
+    services().topics.delete(app, _tag(params))
+    return rest_ok()
+
+
+@route("/manager/terminal_add_tag")
+def terminal_add_tag():
+    params, app = authenticated()
+    ids = _terminal_ids(params)
+    services().topics.subscribe(app, _tag(params), ids)
+    return rest_ok()
+
+
+@route("/manager/terminal_del_tag")
+def terminal_del_tag():
+    params, app = authenticated()
+    ids = _terminal_ids(params)
+    tag = _tag(params)
+    services().topics.count(app, tag)  # 404 for a tag that does not exist
+    services().topics.unsubscribe(app, tag, ids)
+    return rest_ok()
+
+
+@route("/manager/terminal_num_with_tag", query=True)
+def terminal_num_with_tag():
+    params, app = authenticated()
+    return rest_ok(num=services().topics.count(app, _tag(params)))
