@@ -18,7 +18,8 @@ def _apps():
 
 
 def _public(app: dict) -> dict:
-    return {k: app[k] for k in ("app_key", "app_secret", "name", "sign_policy", "token_policy", "allowed_origins")}
+    return {k: app[k] for k in ("app_key", "app_secret", "name", "sign_policy", "token_policy", "allowed_origins",
+                                "publish_rate", "subscribe_rate")}
 
 
 def main(argv=None) -> int:
@@ -36,6 +37,8 @@ def main(argv=None) -> int:
     settings.add_argument("--token-policy", choices=["open", "signed"],
                           help="signed: /user/token needs app_key + sign, so only the app's backend gets tokens")
     settings.add_argument("--allowed-origins", help="comma list of origins allowed by CORS, or * (default)")
+    settings.add_argument("--publish-rate", help="publish calls per second (0: unlimited; default: the server's)")
+    settings.add_argument("--subscribe-rate", help="subscribe calls per second (0: unlimited; default: the server's)")
     args = parser.parse_args(argv)
     try:
         apps = _apps()
@@ -48,7 +51,8 @@ def main(argv=None) -> int:
             print(json.dumps(apps.rotate_secret(args.app_key)))
         elif args.command == "app-set":
             print(json.dumps(_public(apps.configure(
-                args.app_key, args.sign_policy, args.token_policy, args.allowed_origins))))
+                args.app_key, args.sign_policy, args.token_policy, args.allowed_origins,
+                args.publish_rate, args.subscribe_rate))))
     except (ApiError, config_module.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

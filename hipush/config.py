@@ -81,6 +81,9 @@ class Config:
     max_parked_polls: int = 9000
     node_heartbeat: float = 5.0
     node_ttl: float = 15.0
+    publish_rate: int = 1000  # per app per second, unless the app has its own (0: unlimited)
+    subscribe_rate: int = 1000
+    client_ip_rate: int = 2000  # /user/* calls per client IP per 10 seconds (0: unlimited)
     background: bool = True  # heartbeats and counter flushes; off for in-process unit tests
 
     @property
@@ -128,6 +131,9 @@ def load(environ=None, **overrides) -> Config:
         poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, 60),
         presence_grace=_int(env, "HIPUSH_PRESENCE_GRACE", 30, 1, 3600),
         max_parked_polls=_int(env, "HIPUSH_MAX_PARKED_POLLS", 9000, 1, 100000),
+        publish_rate=_int(env, "HIPUSH_PUBLISH_RATE", 1000, 0, 10**9),
+        subscribe_rate=_int(env, "HIPUSH_SUBSCRIBE_RATE", 1000, 0, 10**9),
+        client_ip_rate=_int(env, "HIPUSH_CLIENT_IP_RATE", 2000, 0, 10**9),
     )
     values.update(overrides)
     return Config(**values)

@@ -13,6 +13,7 @@ from . import scheduler
 from .apps import Apps
 from .clients import Clients
 from .comet import Comet
+from .guards import Idempotency, RateLimiter
 from .jobs import Jobs
 from .nodes import Nodes
 from .publish import Publisher
@@ -39,6 +40,8 @@ class Services:
         self.queues = Queues(commands, config.limits.queue_length)
         self.stats = Stats(self.store, CounterStore(commands), commands)
         self.apps = Apps(self.store, commands)
+        self.rate_limiter = RateLimiter(commands)
+        self.idempotency = Idempotency(commands)
         self.clients = Clients(self.store, commands, config.secret_key, config.token_lifetime)
         self.jobs = Jobs(self.store, self.stats)
         self.topics = Topics(self.store)

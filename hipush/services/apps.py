@@ -83,8 +83,15 @@ class Apps:
             raise not_found("no such app")
         return {"app_key": app_key, "app_secret": secret}
 
-    def configure(self, app_key: str, sign_policy=None, token_policy=None, allowed_origins=None) -> dict:
+    def configure(self, app_key: str, sign_policy=None, token_policy=None, allowed_origins=None,
+                  publish_rate=None, subscribe_rate=None) -> dict:
+        """Changes the given settings; a rate of "default" returns to the server's default."""
         values = {}
+        for name, rate in (("publish_rate", publish_rate), ("subscribe_rate", subscribe_rate)):
+            if rate is not None:
+                if rate != "default" and not (rate.isdigit() and len(rate) < 10):
+                    raise bad_param(f"{name} must be a number of calls per second (0: unlimited) or default")
+                values[name] = None if rate == "default" else int(rate)
         if sign_policy is not None:
             if sign_policy not in SIGN_POLICIES:
                 raise bad_param(f"sign policy must be one of {', '.join(SIGN_POLICIES)}")

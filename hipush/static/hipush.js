@@ -159,7 +159,8 @@
     this._send(server, "/service/hash", {client_id: this.clientId}, 0, function (error, result) {
       if (session !== self._session) return;
       var node = !error && self._nodeUrl(result);
-      if (node && node !== self._badNode) return use(node);
+      // the node whose poll just failed is skipped once, unless it is the server that just answered
+      if (node && (node !== self._badNode || node === server)) return use(node);
       if (error && error.status === 0) return use(server); // the server is unreachable: poll it, fail, back off
       self._send(server, "/service/random", {}, 0, function (error2, result2) {
         if (session !== self._session) return;
@@ -339,9 +340,15 @@
 
   /** GET base + path; callback(error, result) once. error = {status: HTTP status or 0, code, reason}. */
   HiPush.prototype._send = function (base, path, params, timeoutMs, callback) {
-    var self = this, done = false, timer;
+    var self = this, done = false, timer, jsonpNow = this._useJsonp(base);
+    if (jsonpNow && !pageLoaded()) {  // a <script> added before `load` holds the page loading for a whole poll
+      var session = this._session;
+      return afterLoad(function () {
+        if (session === self._session) self._send(base, path, params, timeoutMs, callback);
+      });
+    }
     params._ = now().toString(36) + (jsonpCount++);  // no cached answers
-    var request = this._useJsonp(base) ? jsonp(base + path, params) : xhr(base + path, params);
+    var request = jsonpNow ? jsonp(base + path, params) : xhr(base + path, params);
     function finish(error, result) {
       if (done) return;
       done = true;
@@ -475,6 +482,15 @@
       }
     }
     return parts.join("&");
+  }
+
+  function pageLoaded() {
+    return typeof document === "undefined" || document.readyState === "complete";
+  }
+
+  function afterLoad(fn) {
+    if (root.addEventListener) root.addEventListener("load", fn, false);
+    else root.attachEvent("onload", fn);
   }
 
   function corsCapable() {

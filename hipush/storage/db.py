@@ -42,6 +42,8 @@ apps = sa.Table(
     sa.Column("sign_policy", sa.String(8), nullable=False, server_default="md5"),  # md5 | hmac
     sa.Column("token_policy", sa.String(8), nullable=False, server_default="open"),  # open | signed
     sa.Column("allowed_origins", sa.Text, nullable=False),
+    sa.Column("publish_rate", sa.Integer),  # publish calls per second; NULL: the server default, 0: unlimited
+    sa.Column("subscribe_rate", sa.Integer),  # subscribe calls per second; likewise
     sa.Column("created_at", sa.BigInteger, nullable=False),
     **_table_args,
 )

@@ -34,5 +34,15 @@ def geo(app_id) -> str:
     return f"{PREFIX}:geo:{app_id}"
 
 
+def rate(scope: str, window_number: int) -> str:
+    """Calls counted in one fixed window of a rate limit."""
+    return f"{PREFIX}:rate:{scope}:{window_number}"
+
+
+def idempotency(app_id, key: str) -> str:
+    """A publish call's answer, kept 24 hours under its idempotency_key."""
+    return f"{PREFIX}:idem:{app_id}:{key}"
+
+
 def nonce(app_key: str, value: str) -> str:
     return f"{PREFIX}:nonce:{app_key}:{value}"

@@ -33,7 +33,7 @@ class Store:
             sign_policy="md5", token_policy="open", allowed_origins="*", created_at=now_ms(),
         )
         self._insert(apps, **values)
-        return values
+        return self.get_app(values["app_key"])
 
     def list_apps(self) -> list:
         with self.engine.connect() as conn:

@@ -4,15 +4,20 @@ from flask import Blueprint
 from .. import limits as L
 from ..services import services
 from .params import request_params
+from .guards import idempotent, limit_app
 from .render import ok
 
 bp = Blueprint("admin", __name__)
 METHODS = ["GET", "POST"]
 
 
-def signed_call():
+def signed_call(limit=None):
+    """(params, app) of a signed call; limit: "publish" or "subscribe" applies that rate limit."""
     params = request_params()
-    return params, services().apps.authenticate(params)
+    app = services().apps.authenticate(params)
+    if limit:
+        limit_app(app, limit)
+    return params, app
 
 
 def _message_fields(params):
@@ -34,7 +39,11 @@ def gen_job():
 
 @bp.route("/publish/private", methods=METHODS)
 def publish_private():
-    params, app = signed_call()
+    params, app = signed_call("publish")
+    return idempotent(app, params, lambda: _publish_private(params, app))
+
+
+def _publish_private(params, app):
     job_id, msg_type, content = _message_fields(params)
     client_id = L.parse_client_id(params.get("client_id"))
     online = L.parse_bool("online", params.get("online"))
@@ -55,7 +64,11 @@ def save_message():
 
 @bp.route("/publish/multi", methods=METHODS)
 def publish_multi():
-    params, app = signed_call()
+    params, app = signed_call("publish")
+    return idempotent(app, params, lambda: _publish_multi(params, app))
+
+
+def _publish_multi(params, app):
     topic = params.get("topic")
     L.check_length("topic", topic, 64)
     if topic != "*":
@@ -79,7 +92,7 @@ def _subscription(params):
 
 @bp.route("/topic/subscribe", methods=METHODS)
 def subscribe():
-    params, app = signed_call()
+    params, app = signed_call("subscribe")
     client_ids, topic = _subscription(params)
     services().topics.subscribe(app, topic, client_ids)
     return ok("OK")
@@ -87,7 +100,7 @@ def subscribe():
 
 @bp.route("/topic/unsubscribe", methods=METHODS)
 def unsubscribe():
-    params, app = signed_call()
+    params, app = signed_call("subscribe")
     client_ids, topic = _subscription(params)
     services().topics.unsubscribe(app, topic, client_ids)
     return ok("OK")

@@ -16,6 +16,7 @@ from ..services import services
 from ..services.publish import STATUS_WAITING
 from ..storage.db import now_ms
 from .params import request_params
+from .guards import idempotent, limit_app
 from .render import answer, to_json
 
 bp = Blueprint("rest", __name__)
@@ -29,16 +30,20 @@ def rest_ok(**fields):
     return answer(to_json({"status": 1, **fields}))
 
 
-def authenticated():
-    """(params, app) of a REST call: HTTP Basic app_key:app_secret, else a signed request."""
+def authenticated(limit=None):
+    """(params, app) of a REST call: HTTP Basic app_key:app_secret, else a signed request.
+    limit: "publish" or "subscribe" applies that rate limit."""
     params = request_params()
     basic = request.authorization
     if basic is not None and basic.type == "basic":
         app = services().apps.require(basic.username)
         if not hmac.compare_digest((basic.password or "").encode(), app["app_secret"].encode()):
             raise auth_failed("wrong app_secret")
-        return params, app
-    return params, services().apps.authenticate(params)
+    else:
+        app = services().apps.authenticate(params)
+    if limit:
+        limit_app(app, limit)
+    return params, app
 
 
 def route(path, query=False):
@@ -47,8 +52,13 @@ def route(path, query=False):
 
 # pushes
 
-def _push(params, app, target_of):
+def _push(target_of):
     """The common part of every push call; target_of(params) checks and returns the target."""
+    params, app = authenticated("publish")
+    return idempotent(app, params, lambda: _send(params, app, target_of))
+
+
+def _send(params, app, target_of):
     config = services().config
     msg = params.get("msg")
     L.check_bytes("msg", msg, config.limits.content_bytes)
@@ -109,37 +119,31 @@ def _terminal_type(name, item):
 
 @route("/push/terminal")
 def push_terminal():
-    params, app = authenticated()
-    return _push(params, app, lambda p: {"kind": "clients", "ids": _terminal_ids(p)})
+    return _push(lambda p: {"kind": "clients", "ids": _terminal_ids(p)})
 
 
 @route("/push/all")
 def push_all():
-    params, app = authenticated()
-    return _push(params, app, lambda p: {"kind": "all"})
+    return _push(lambda p: {"kind": "all"})
 
 
 @route("/push/tags")
 def push_tags():
-    params, app = authenticated()
-    return _push(params, app, lambda p: {"kind": "tags", "tags": L.parse_list("tags", p.get("tags"), MAX_TAGS, _tag_item)})
+    return _push(lambda p: {"kind": "tags", "tags": L.parse_list("tags", p.get("tags"), MAX_TAGS, _tag_item)})
 
 
 @route("/push/org")
 def push_org():
-    params, app = authenticated()
-
     def target(p):
         L.require("orgs", p.get("orgs"))
         return {"kind": "org", "orgs": _star_or_list(p, "orgs", _org),
                 "terminal_types": _star_or_list(p, "terminal_types", _terminal_type)}
-    return _push(params, app, target)
+    return _push(target)
 
 
 @route("/push/geo")
 def push_geo():
-    params, app = authenticated()
-    return _push(params, app, lambda p: {
+    return _push(lambda p: {
         "kind": "geo", "lat": L.parse_coordinate("lat", p.get("lat"), 90),
         "lng": L.parse_coordinate("lng", p.get("lng"), 180),
         "radius": L.parse_int("radius", p.get("radius"), 1, 20_000_000)})
@@ -235,7 +239,7 @@ def del_tag():
 
 @route("/manager/terminal_add_tag")
 def terminal_add_tag():
-    params, app = authenticated()
+    params, app = authenticated("subscribe")
     ids = _terminal_ids(params)
     services().topics.subscribe(app, _tag(params), ids)
     return rest_ok()
@@ -243,7 +247,7 @@ def terminal_add_tag():
 
 @route("/manager/terminal_del_tag")
 def terminal_del_tag():
-    params, app = authenticated()
+    params, app = authenticated("subscribe")
     ids = _terminal_ids(params)
     tag = _tag(params)
     services().topics.count(app, tag)  # 404 for a tag that does not exist

@@ -4,6 +4,7 @@ from flask import Blueprint, g
 from .. import limits as L
 from ..errors import auth_failed
 from ..services import services
+from .guards import limit_client_ip
 from .params import request_params
 from .render import allow_any_origin, allow_origin, ok
 
@@ -27,6 +28,7 @@ def _location(params, required: bool):
 
 @bp.route("/user/genId", methods=METHODS)
 def gen_id():
+    limit_client_ip()
     params = client_params()
     app = services().apps.require(params.get("app_key"))
     device_id, org, address = params.get("device_id"), params.get("org"), params.get("address")
@@ -43,6 +45,7 @@ def gen_id():
 
 @bp.route("/user/token", methods=METHODS)
 def token():
+    limit_client_ip()
     params = client_params()
     signed_app = None
     if params.first("sign") is not None:
@@ -57,6 +60,7 @@ def token():
 
 @bp.route("/user/location", methods=METHODS)
 def location():
+    limit_client_ip()
     params = client_params()
     client_id = params.get("client_id") or ""
     app_id = services().clients.authenticate(client_id, params.get("token"))
