@@ -8,6 +8,9 @@ Revoking a client raises its epoch, which ends every token issued before.
 import base64
 import hashlib
 import hmac
+import re
+
+_TOKEN = re.compile(r"([0-9]{1,12})\.([0-9]{1,12})\.[A-Za-z0-9_-]{24}")  # ASCII digits only: int() takes others
 
 
 def _mac(secret_key: str, *parts) -> bytes:
@@ -26,10 +29,10 @@ def issue_token(secret_key: str, client_id: str, epoch: int, expires_at: int) ->
 
 def token_epoch(secret_key: str, client_id: str, token: str, now: float):
     """The epoch a valid, unexpired token of this client carries, else None."""
-    parts = (token or "").split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 12 or len(parts[1]) > 12:
+    match = _TOKEN.fullmatch(token or "")
+    if match is None:
         return None
-    expires_at, epoch = int(parts[0]), int(parts[1])
+    expires_at, epoch = int(match[1]), int(match[2])
     if not hmac.compare_digest(issue_token(secret_key, client_id, epoch, expires_at), token):
         return None
     if expires_at <= now:

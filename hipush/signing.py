@@ -48,4 +48,4 @@ def signature_matches(params, secret: str, given: str) -> bool:
     """Checks `given` against the scheme the request names with `sign_method` (MD5 when absent)."""
     method = dict(params).get("sign_method", "md5")
     expected = hmac_sign(params, secret) if method == HMAC_METHOD else md5_sign(params, secret)
-    return hmac.compare_digest(expected, (given or "").lower())
+    return hmac.compare_digest(expected.encode(), (given or "").lower().encode("utf-8"))  # str form: ASCII only

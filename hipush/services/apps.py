@@ -1,4 +1,5 @@
 """Apps: registration, settings, and authentication of signed calls (SPEC §3, §6)."""
+import re
 import secrets
 import time
 
@@ -65,7 +66,7 @@ class Apps:
     @staticmethod
     def _check_freshness(params):
         timestamp, nonce = params.first("timestamp"), params.first("nonce")
-        if not timestamp or not timestamp.isdigit() or len(timestamp) > 12 \
+        if not re.fullmatch(r"[0-9]{1,12}", timestamp or "") \
                 or abs(int(timestamp) - time.time()) > signing.TIMESTAMP_SKEW:
             raise auth_failed(f"timestamp must be unix seconds within {signing.TIMESTAMP_SKEW} s of the server's clock")
         if not nonce or len(nonce) > 64:
@@ -89,7 +90,7 @@ class Apps:
         values = {}
         for name, rate in (("publish_rate", publish_rate), ("subscribe_rate", subscribe_rate)):
             if rate is not None:
-                if rate != "default" and not (rate.isdigit() and len(rate) < 10):
+                if rate != "default" and not re.fullmatch(r"[0-9]{1,9}", rate):
                     raise bad_param(f"{name} must be a number of calls per second (0: unlimited) or default")
                 values[name] = None if rate == "default" else int(rate)
         if sign_policy is not None:

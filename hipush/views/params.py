@@ -6,7 +6,7 @@ must be UTF-8; a name that should appear once but appears twice is refused
 rather than silently picking one.
 """
 import json
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from flask import current_app, request
 
@@ -36,8 +36,18 @@ class Params:
 
 
 def _decode(raw: bytes) -> list:
+    """name=value pairs of a query string or form body, percent-decoded as UTF-8 (strictly)."""
+    pairs = []
+    for part in raw.split(b"&"):
+        if part:
+            name, _, value = part.partition(b"=")
+            pairs.append((_text(name), _text(value)))
+    return pairs
+
+
+def _text(raw: bytes) -> str:
     try:
-        return [(k.decode("utf-8"), v.decode("utf-8")) for k, v in parse_qsl(raw, keep_blank_values=True)]
+        return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
     except UnicodeDecodeError:
         raise bad_param("parameters must be UTF-8") from None
 
