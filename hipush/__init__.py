@@ -12,7 +12,7 @@ def create_app(config=None):
 
     from . import config as config_module
     from .services import Services
-    from .views import admin, comet, errors, rest, sdk, web
+    from .views import admin, comet, docs, errors, rest, sdk, web
 
     config = config or config_module.load()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
@@ -24,6 +24,7 @@ def create_app(config=None):
                              ("comet", comet.bp)):
         if role in config.roles:
             app.register_blueprint(blueprint)
+    app.register_blueprint(docs.bp)
     errors.init_app(app)
     if config.background:
         services.start_background()
