@@ -34,9 +34,12 @@ class Publisher:
         if job_id is not None and self.store.get_job(app["id"], job_id) is None:
             raise not_found("no such job")
 
-    def save_message(self, app: dict, job_id, msg_type: int, content: str, content_format: str = "text") -> int:
+    def save_message(self, app: dict, job_id, msg_type: int, content: str, content_format: str = "text") -> dict:
+        """Records a message (checking its job) and returns it as its row reads."""
         self.check_job(app, job_id)
-        return self.store.create_message(app["id"], job_id, msg_type, content, content_format)
+        message = {"job_id": job_id, "msg_type": msg_type, "content": content, "content_format": content_format}
+        message["id"] = self.store.create_message(app["id"], **message)
+        return message
 
     def message(self, app: dict, message_id: int) -> dict:
         message = self.store.get_message(app["id"], message_id)
@@ -44,27 +47,26 @@ class Publisher:
             raise not_found("no such message")
         return message
 
-    def create(self, app: dict, message: dict, target: dict, online_only: bool, status: int,
-               push_time: int = None, expires_in: int = None) -> int:
-        """Records a push of `message` (checking its target exists); it is sent by `send`."""
-        topic_ids = self.targets.check(app, target)
+    def create(self, app: dict, message: dict, target: dict, topic_ids, online_only: bool, status: int,
+               push_time: int = None, expires_in: int = None) -> dict:
+        """Records a push of `message` to a target the caller has checked (Targets.check gave topic_ids)."""
         now = now_ms()
-        return self.store.create_push(app["id"], message, json.dumps(target), online_only, status,
-                                      push_time or now, now + 1000 * (expires_in or self.default_expires), topic_ids)
+        push = {"app_id": app["id"], "message_id": message["id"], "job_id": message["job_id"],
+                "target": json.dumps(target), "online_only": online_only, "status": status,
+                "push_time": push_time or now, "expires_at": now + 1000 * (expires_in or self.default_expires)}
+        push["id"] = self.store.create_push(push, topic_ids)
+        return push
 
-    def publish_now(self, app: dict, message: dict, target: dict, online_only: bool) -> int:
+    def publish_now(self, app: dict, message: dict, target: dict, topic_ids, online_only: bool) -> None:
         """The legacy calls: the push is sent before the call answers."""
-        push_id = self.create(app, message, target, online_only, STATUS_SENDING)
-        self.send(push_id)
-        return push_id
+        self.send(self.create(app, message, target, topic_ids, online_only, STATUS_SENDING), message)
 
-    def send(self, push_id: int) -> None:
+    def send(self, push: dict, message: dict) -> None:
         """Fans out a push whose status the caller has set to sending."""
-        push = self.store.get_push(push_id)
+        push_id = push["id"]
         if push["expires_at"] <= now_ms():
             self.store.finish_push(push_id, STATUS_FAILED, 0)  # expired before it could be sent
             return
-        message = self.store.get_message(push["app_id"], push["message_id"])
         body = {"id": push_id, "msg_id": message["id"], "job_id": message["job_id"], "msg_type": message["msg_type"],
                 "content": json.loads(message["content"]) if message["content_format"] == "json"
                 else message["content"], "ts": now_ms()}

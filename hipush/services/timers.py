@@ -23,7 +23,8 @@ class Timers:
 
     def fire(self, push_id: int) -> None:
         if self.store.move_push(push_id, STATUS_WAITING, STATUS_SENDING):
-            self.publisher.send(push_id)
+            push = self.store.get_push(push_id)
+            self.publisher.send(push, self.store.get_message(push["app_id"], push["message_id"]))
 
     def fire_due(self) -> None:
         for push_id in self.store.due_pushes(STATUS_WAITING, now_ms(), 100):

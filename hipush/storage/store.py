@@ -129,14 +129,9 @@ class Store:
     def get_message(self, app_id: int, message_id: int):
         return self._one(sa.select(messages).where(messages.c.id == message_id, messages.c.app_id == app_id))
 
-    def create_push(self, app_id: int, message: dict, target: str, online_only: bool, status: int,
-                    push_time: int, expires_at: int, topic_ids=()) -> int:
+    def create_push(self, push: dict, topic_ids=()) -> int:
         with self.engine.begin() as conn:
-            push_id = conn.execute(pushes.insert().values(
-                app_id=app_id, message_id=message["id"], job_id=message["job_id"], target=target,
-                online_only=online_only, status=status, push_time=push_time, expires_at=expires_at,
-                created_at=now_ms(),
-            )).inserted_primary_key[0]
+            push_id = conn.execute(pushes.insert().values(**push, created_at=now_ms())).inserted_primary_key[0]
             if topic_ids:
                 conn.execute(push_topics.insert(), [{"topic_id": t, "push_id": push_id} for t in topic_ids])
         return push_id

@@ -47,11 +47,10 @@ def _publish_private(params, app):
     job_id, msg_type, content = _message_fields(params)
     client_id = L.parse_client_id(params.get("client_id"))
     online = L.parse_bool("online", params.get("online"))
+    target = {"kind": "clients", "ids": [client_id]}
+    topic_ids = services().targets.check(app, target)
     publisher = services().publisher
-    publisher.check_job(app, job_id)
-    services().clients.get(app["id"], client_id)
-    message = publisher.message(app, publisher.save_message(app, job_id, msg_type, content))
-    publisher.publish_now(app, message, {"kind": "clients", "ids": [client_id]}, online)
+    publisher.publish_now(app, publisher.save_message(app, job_id, msg_type, content), target, topic_ids, online)
     return ok("OK")
 
 
@@ -59,7 +58,7 @@ def _publish_private(params, app):
 def save_message():
     params, app = signed_call()
     job_id, msg_type, content = _message_fields(params)
-    return ok({"message_id": services().publisher.save_message(app, job_id, msg_type, content)})
+    return ok({"message_id": services().publisher.save_message(app, job_id, msg_type, content)["id"]})
 
 
 @bp.route("/publish/multi", methods=METHODS)
@@ -75,10 +74,9 @@ def _publish_multi(params, app):
         L.parse_topic("topic", topic)
     msg_id = L.parse_id("msg_id", params.get("msg_id"))
     online = L.parse_bool("online", params.get("online"))
-    publisher = services().publisher
-    message = publisher.message(app, msg_id)
+    message = services().publisher.message(app, msg_id)
     target = {"kind": "all"} if topic == "*" else {"kind": "tags", "tags": [topic]}
-    publisher.publish_now(app, message, target, online)
+    services().publisher.publish_now(app, message, target, services().targets.check(app, target), online)
     return ok("OK")
 
 

@@ -76,12 +76,11 @@ def _send(params, app, target_of):
             raise bad_param("the message would expire before its push_time: raise expires_time")
     job_id = L.parse_id("job_id", params.get("job_id")) if params.get("job_id") else None
     online = L.parse_bool("online", params.get("online"))
+    topic_ids = services().targets.check(app, target)
     publisher = services().publisher
-    publisher.check_job(app, job_id)
-    services().targets.check(app, target)
-    message = publisher.message(app, publisher.save_message(app, job_id, msg_type, content, content_format))
-    push_id = publisher.create(app, message, target, online, STATUS_WAITING, push_time, expires_in)
-    services().timers.start(push_id, push_time)
+    message = publisher.save_message(app, job_id, msg_type, content, content_format)
+    push = publisher.create(app, message, target, topic_ids, online, STATUS_WAITING, push_time, expires_in)
+    services().timers.start(push["id"], push_time)
     return rest_ok(msg_id=message["id"])
 
 
