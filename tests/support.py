@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +32,65 @@ def wait_for(condition, timeout=15.0, interval=0.05, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+class Background:
+    """Runs `fn(*args, **kwargs)` in a daemon thread (e.g. a long poll that must park while the test acts)."""
+
+    def __init__(self, fn, *args, **kwargs):
+        self.value = self.error = None
+        self.started = time.monotonic()
+        self.finished = None
+        self.thread = threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, args, kwargs):
+        try:
+            self.value = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the test by result()
+            self.error = exc
+        finally:
+            self.finished = time.monotonic()
+
+    def result(self, timeout: float):
+        """Joins with a deadline; returns fn's value or raises its error."""
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError(f"still running {timeout}s after the join began")
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds the call ran (so far, if it still runs)."""
+        return (self.finished or time.monotonic()) - self.started
+
+
+def client_key(client_id: str, part: str) -> str:
+    """A client's Redis key (hipush/storage/keys.py): part is queue, inflight, missed, poller or online."""
+    return f"hp:{{c:{client_id}}}:{part}"
+
+
+def poll_parked(redis_client, client_id: str) -> bool:
+    """True when a poll of this client is parked: its poller key ("redis connection id:nonce") names a
+    connection that CLIENT LIST shows waiting on a blocking command."""
+    poller = redis_client.get(client_key(client_id, "poller"))
+    if not poller:
+        return False
+    connection_id = poller.split(b":")[0].decode()
+    assert connection_id.isdigit(), f"the poller {poller!r} names no Redis connection: no newer poll could unblock it"
+    return any(c["id"] == connection_id and "b" in c["flags"] for c in redis_client.client_list())
+
+
+def park_poll(base: str, redis_client, client: dict, timeout: int = 20, **params) -> Background:
+    """Starts a long poll in a thread (own HTTP session) and returns once it is parked in Redis
+    (timeout=None: the server's default)."""
+    poll = Background(Api(base).poll, client, timeout=timeout, **params)
+    wait_for(lambda: poll_parked(redis_client, client["client_id"]) or poll.finished,
+             message=f"the poll of {client['client_id']} to park")
+    assert not poll.finished, f"the poll answered instead of parking: {poll.result(1)}"
+    return poll
 
 
 def seed_sign(pairs, secret: str) -> str:
@@ -71,9 +131,14 @@ class Server:
 
     def worker_pids(self) -> list:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        pids = [int(p) for p in out.split()]
-        return [p for p in pids if "gunicorn" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")] \
-            if pids else []
+        return [int(p) for p in out.split() if "gunicorn" in self._cmdline(p)]
+
+    @staticmethod
+    def _cmdline(pid) -> str:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")
+        except FileNotFoundError:  # a worker that died (e.g. killed by a test) between pgrep and now
+            return ""
 
     def kill_worker(self, pid):
         os.kill(pid, signal.SIGKILL)
@@ -135,7 +200,10 @@ class Api:
         return {"client_id": client_id, "token": token}
 
     def poll(self, client, ack=None, timeout=0, **extra):
-        params = {"client_id": client["client_id"], "token": client["token"], "timeout": timeout, **extra}
+        """timeout=None leaves the parameter out (the server's default applies)."""
+        params = {"client_id": client["client_id"], "token": client["token"], **extra}
+        if timeout is not None:
+            params["timeout"] = timeout
         if ack is not None:
             params["ack"] = ack
         return self.ok("/comet/poll", params)["messages"]

@@ -4,8 +4,6 @@ Every worker of every node runs the same check each second (an APScheduler
 interval job), so a push fires once however many run, fires late after a
 restart if it came due meanwhile, and never once cancelled.
 """
-import threading
-
 from ..errors import bad_param, not_found
 from ..storage.db import now_ms
 from .publish import STATUS_CANCELLED, STATUS_SENDING, STATUS_WAITING
@@ -15,11 +13,6 @@ class Timers:
     def __init__(self, store, publisher):
         self.store = store
         self.publisher = publisher
-
-    def start(self, push_id: int, push_time: int) -> None:
-        """A push due now is sent at once, off the request; a later one waits for fire_due."""
-        if push_time <= now_ms():
-            threading.Thread(target=self.fire, args=(push_id,), daemon=True).start()
 
     def fire(self, push_id: int) -> None:
         if self.store.move_push(push_id, STATUS_WAITING, STATUS_SENDING):

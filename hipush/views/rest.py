@@ -13,7 +13,7 @@ from flask import Blueprint, request
 from .. import limits as L
 from ..errors import auth_failed, bad_param, not_found
 from ..services import services
-from ..services.publish import STATUS_WAITING
+from ..services.publish import STATUS_SENDING, STATUS_WAITING
 from ..storage.db import now_ms
 from .params import request_params
 from .guards import idempotent, limit_app
@@ -79,8 +79,10 @@ def _send(params, app, target_of):
     topic_ids = services().targets.check(app, target)
     publisher = services().publisher
     message = publisher.save_message(app, job_id, msg_type, content, content_format)
-    push = publisher.create(app, message, target, topic_ids, online, STATUS_WAITING, push_time, expires_in)
-    services().timers.start(push["id"], push_time)
+    if push_time <= now_ms():  # sent before answering, so a client gets a caller's pushes in call order
+        publisher.send(publisher.create(app, message, target, topic_ids, online, STATUS_SENDING), message)
+    else:
+        publisher.create(app, message, target, topic_ids, online, STATUS_WAITING, push_time, expires_in)
     return rest_ok(msg_id=message["id"])
 
 
