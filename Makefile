@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
 EXTERNAL_REDIS ?= redis://127.0.0.1:6379/9
 EXTERNAL_DATABASE ?= mysql+pymysql://root@127.0.0.1:3306/test
 
-.PHONY: install run test test-external clean
+.PHONY: install browser run test test-external clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
+# tests/test_browser.py drives Debian's chromium with Playwright (which never downloads a browser here)
+browser:
+	test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
 run: install
 	@echo "hipush starts on http://$${HIPUSH_BIND:-127.0.0.1:8080} (data in $${HIPUSH_DATA_DIR:-./var})."
 	@echo "In another terminal, register an app and follow README.md 'Try it':"
@@ -24,11 +28,32 @@ run: install
 	@echo
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
 
-test-external: install
+test-external: install browser
 	HIPUSH_TEST_REDIS_URL=$(EXTERNAL_REDIS) HIPUSH_TEST_DATABASE_URL=$(EXTERNAL_DATABASE) $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Benchmark, hipush side by side with Nchan (bench/__init__.py; `.venv/bin/python -m bench --help` for the knobs).
+# Installs what it needs itself: nginx + Nchan from Debian (when absent) and bench/requirements.txt into .venv.
+# Results: bench/results/bench{,-quick}.md, .json and PNG charts. BENCH_ARGS adds options, e.g. --database sqlite.
+BENCH_STAMP := $(VENV)/.bench-$(shell cat bench/requirements.txt | md5sum | cut -c1-12)
+
+.PHONY: bench bench-quick bench-install
+
+$(BENCH_STAMP): bench/requirements.txt $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -r bench/requirements.txt
+	rm -f $(VENV)/.bench-* && touch $(BENCH_STAMP)
+
+bench-install: $(BENCH_STAMP)
+	test -x /usr/sbin/nginx && test -f /usr/lib/nginx/modules/ngx_nchan_module.so || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light libnginx-mod-nchan)
+
+bench: bench-install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: bench-install
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)

@@ -89,9 +89,10 @@ def api(server):
 
 
 @pytest.fixture
-def app_(server):
-    """A freshly registered app (apps isolate tests from each other)."""
-    return server.create_app("test")
+def app_(server, store):
+    """A freshly registered app (apps isolate tests from each other); made in-process, which is
+    quicker than `python app.py create-app` (tests/test_cli.py covers that)."""
+    return store.create_app("test")
 
 
 @pytest.fixture(scope="session")

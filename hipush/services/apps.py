@@ -41,31 +41,32 @@ class Apps:
 
     def authenticate(self, params) -> dict:
         """The app a signed call comes from, or 401 / 1028."""
-        app_key = params.first("app_key") or params.first("appkey")
-        app = self.require(app_key)
-        method = params.first("sign_method") or "md5"
+        if params.all("app_key") and params.all("appkey"):
+            raise auth_failed("give app_key or appkey, not both")
+        app = self.require(params.get("app_key") or params.get("appkey"))
+        method = params.get("sign_method") or "md5"
         if method not in ("md5", signing.HMAC_METHOD):
             raise auth_failed("sign_method must be md5 or hmac-sha256")
         if method == "md5" and app["sign_policy"] == "hmac":
             raise auth_failed("this app accepts only hmac-sha256 signatures")
         if method == signing.HMAC_METHOD:
             self._check_freshness(params)
-        sign = params.first("sign")
+        sign = params.get("sign")
         if not sign:
             raise auth_failed("missing sign")
         if not signing.signature_matches(params.pairs, app["app_secret"], sign):
-            app = self.by_key(app_key, fresh=True)  # the secret may have just been rotated
+            app = self.by_key(app["app_key"], fresh=True)  # the secret may have just been rotated
             if not signing.signature_matches(params.pairs, app["app_secret"], sign):
                 raise auth_failed("wrong sign")
         if method == signing.HMAC_METHOD:
-            nonce = params.first("nonce")
+            nonce = params.get("nonce")
             if not self.commands.set(keys.nonce(app["app_key"], nonce), 1, nx=True, ex=signing.NONCE_TTL):
                 raise auth_failed("nonce already used")
         return app
 
     @staticmethod
     def _check_freshness(params):
-        timestamp, nonce = params.first("timestamp"), params.first("nonce")
+        timestamp, nonce = params.get("timestamp"), params.get("nonce")
         if not re.fullmatch(r"[0-9]{1,12}", timestamp or "") \
                 or abs(int(timestamp) - time.time()) > signing.TIMESTAMP_SKEW:
             raise auth_failed(f"timestamp must be unix seconds within {signing.TIMESTAMP_SKEW} s of the server's clock")

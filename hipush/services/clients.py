@@ -6,6 +6,7 @@ from ..errors import auth_failed, not_found
 from ..storage import keys
 
 META_TTL = 86400
+GEO_MAX_LATITUDE = 85.05112878
 
 # KEYS meta; ARGV app_id epoch ttl. Never lowers a cached epoch, so a lookup that
 # raced a revocation cannot bring the old epoch back.
@@ -55,7 +56,9 @@ class Clients:
         self._locate(app_id, client_id, lat, lng)
 
     def _locate(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
-        """The SQL row keeps the location; the app's Redis geo index answers /push/geo."""
+        """The SQL row keeps the location; the app's Redis geo index answers /push/geo.
+        Redis indexes latitudes up to ±85.05112878 (Web Mercator): the poles are clamped to that."""
+        lat = max(-GEO_MAX_LATITUDE, min(GEO_MAX_LATITUDE, lat))
         self.commands.geoadd(keys.geo(app_id), (lng, lat, client_id))
 
     def authenticate(self, client_id: str, token: str) -> int:

@@ -93,6 +93,7 @@
     }
     this._session++;
     this._failures = 0;
+    this._earlyEmpty = 0;
     this._wasConnected = false;
     this._setState("connecting");
     this._step(this._session);
@@ -111,10 +112,14 @@
 
   /** Asks the user to allow notifications; callback(permission). Call it from a click handler. */
   HiPush.prototype.requestNotificationPermission = function (callback) {
-    callback = callback || noop;
-    if (typeof root.Notification === "undefined") return callback("unsupported");
-    var answer = root.Notification.requestPermission(callback);
-    if (answer && typeof answer.then === "function") answer.then(callback);
+    var answered = false;
+    function once(permission) {
+      if (!answered && callback) callback(permission);
+      answered = true;
+    }
+    if (typeof root.Notification === "undefined") return once("unsupported");
+    var answer = root.Notification.requestPermission(once);  // old browsers call back, new ones return a Promise
+    if (answer && typeof answer.then === "function") answer.then(once);
   };
 
   // ---- the connection: register, token, find the node, poll --------------------------------
@@ -140,12 +145,19 @@
         self._step(session);
       });
     }
-    this.options.getToken(this.clientId, function (error, token) {
-      if (session !== self._session) return;
+    var answered = false;
+    function got(error, token) {
+      if (answered || session !== self._session) return;
+      answered = true;
       if (error || !token) return self._fail(session, {type: "token", status: 0, reason: String(error || "no token")});
       self.token = token;
       self._step(session);
-    });
+    }
+    try {
+      this.options.getToken(this.clientId, got);
+    } catch (e) {
+      got(e && e.message || e);
+    }
   };
 
   /** /service/hash, else /service/random, else the configured server itself. */
@@ -304,6 +316,7 @@
 
   HiPush.prototype._schedule = function (session, delay) {
     var self = this;
+    if (!delay) return this._step(session);  // from a request's callback: no deep recursion, no timer throttling
     this._timer = setTimeout(function () {
       self._timer = null;
       self._step(session);
@@ -362,11 +375,15 @@
       finish({status: 0, reason: "timed out"});
     }, timeoutMs + REQUEST_MARGIN);
     this._request = handle;
-    request.start(function (status, body) {
-      if (status === 200 && body && body.ok === true) return finish(null, body.result);
-      finish({status: status, code: body && body.error, reason: (body && body.reason) ||
-        (status ? "HTTP " + status : "network error (or an error answer the browser hides)")});
-    });
+    try {
+      request.start(function (status, body) {
+        if (status === 200 && body && body.ok === true) return finish(null, body.result);
+        finish({status: status, code: body && body.error, reason: (body && body.reason) ||
+          (status ? "HTTP " + status : "network error (or an error answer the browser hides)")});
+      });
+    } catch (e) {  // e.g. a malformed server URL
+      setTimeout(function () { finish({status: 0, reason: String(e && e.message || e)}); }, 0);
+    }
   };
 
   HiPush.prototype._useJsonp = function (base) {

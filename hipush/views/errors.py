@@ -8,10 +8,11 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, bad_param, internal, method_not_allowed, not_found, too_large, unavailable
 from . import rest
-from .render import answer, legacy_error, to_json
+from .render import allow_any_origin, answer, legacy_error, to_json
 
 log = logging.getLogger("hipush")
 
+CLIENT_PATHS = ("/user/genId", "/user/token", "/user/location", "/service/", "/comet/")
 _HTTP = {404: lambda: not_found("no such path"), 405: method_not_allowed,
          413: lambda: too_large("request body too large")}
 
@@ -33,10 +34,19 @@ def to_api_error(exc: Exception) -> ApiError:
 
 
 def init_app(app) -> None:
+    @app.before_request
+    def only_get_and_post():
+        """SPEC: any method but GET and POST is 405 (Flask would answer HEAD and OPTIONS itself)."""
+        if request.method in ("HEAD", "OPTIONS"):
+            raise method_not_allowed()
+
     @app.errorhandler(Exception)
     def render(exc):
         error = to_api_error(exc)
         if request.path.startswith(rest.PATH_PREFIXES):  # also for 404 / 405, which match no route
             return answer(to_json({"status": 0, "error_code": error.code, "error": error.reason}),
                           error.http_status, error.headers)
-        return legacy_error(error)
+        response = legacy_error(error)
+        if request.path.startswith(CLIENT_PATHS):
+            allow_any_origin(response)  # so a page on another origin can tell a 401 from a network failure
+        return response
