@@ -98,12 +98,15 @@ def _responses(kind: str) -> dict:
     else:
         ok = {"type": "object", "required": ["ok", "result"], "properties": {"ok": {"const": True}, "result": {}}}
         error = _LEGACY_ERROR
-    content = {"application/json": {"schema": ok}}
-    if kind == "client":
-        content["application/javascript"] = {"schema": STR}  # JSONP, when `callback` is given
-    responses = {"200": {"description": "success", "content": content}}
+    def content(schema):
+        media = {"application/json": {"schema": schema}}
+        if kind == "client":
+            media["application/javascript"] = {"schema": STR}  # JSONP, when `callback` is given
+        return media
+
+    responses = {"200": {"description": "success", "content": content(ok)}}
     for status, description in _ERRORS.items():
-        responses[status] = {"description": description, "content": {"application/json": {"schema": error}}}
+        responses[status] = {"description": description, "content": content(error)}
     return responses
 
 

@@ -80,7 +80,8 @@ def _send(params, app, target_of):
     publisher = services().publisher
     message = publisher.save_message(app, job_id, msg_type, content, content_format)
     if push_time <= now_ms():  # sent before answering, so a client gets a caller's pushes in call order
-        publisher.send(publisher.create(app, message, target, topic_ids, online, STATUS_SENDING), message)
+        publisher.send(publisher.create(app, message, target, topic_ids, online, STATUS_SENDING, push_time,
+                                        expires_in), message)
     else:
         publisher.create(app, message, target, topic_ids, online, STATUS_WAITING, push_time, expires_in)
     return rest_ok(msg_id=message["id"])
