@@ -18,6 +18,7 @@ limit_request_field_size = 8190
 timeout = 30
 graceful_timeout = 15
 keepalive = 2  # short: a stopping worker waits for idle keep-alive connections
+control_socket_disable = True  # one fixed path per machine: several hipush nodes would share it
 accesslog = os.environ.get("HIPUSH_ACCESS_LOG") or None
 errorlog = "-"
 
