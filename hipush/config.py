@@ -3,6 +3,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROLES = ("web", "admin", "comet")
@@ -61,6 +62,27 @@ class Limits:
     name_chars: int = 64
 
 
+SMTP_TLS_MODES = ("none", "starttls", "ssl")
+WEBHOOK_TYPES = ("sms", "weixin", "qq", "ios")
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    """Delivery to terminals that don't long-poll (hipush/services/routes)."""
+    smtp_host: str = ""  # empty: no e-mail route
+    smtp_port: int = 25
+    smtp_tls: str = "none"
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = ""
+    webhooks: tuple = ()  # (terminal_type, url) pairs
+    webhook_secret: str = field(default="", repr=False)
+    timeout: int = 10  # seconds per network operation of one delivery
+    attempts: int = 5
+    backoff: int = 1  # seconds before the 2nd attempt, doubling after each failure
+    concurrency: int = 20  # deliveries at once per worker
+
+
 @dataclass(frozen=True)
 class Config:
     database_url: str
@@ -72,6 +94,7 @@ class Config:
     timezone: ZoneInfo
     data_dir: Path
     limits: Limits = field(default_factory=Limits)
+    routes: RouteSettings = field(default_factory=RouteSettings)
     poll_timeout_default: int = 30
     poll_timeout_max: int = 60
     presence_grace: int = 30
@@ -97,6 +120,45 @@ class Config:
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"unix://{self.embedded_redis_socket}"
+
+
+def _route_settings(env) -> RouteSettings:
+    tls = (env.get("HIPUSH_SMTP_TLS") or "none").lower()
+    if tls not in SMTP_TLS_MODES:
+        raise ConfigError(f"HIPUSH_SMTP_TLS must be one of {', '.join(SMTP_TLS_MODES)}, got {tls!r}")
+    smtp_host = env.get("HIPUSH_SMTP_HOST", "").strip()
+    smtp_from = env.get("HIPUSH_SMTP_FROM", "").strip()
+    if smtp_host and "@" not in smtp_from:
+        raise ConfigError("HIPUSH_SMTP_FROM (the sender address, e.g. 'hipush <push@example.com>') "
+                          "is required when HIPUSH_SMTP_HOST is set")
+    webhooks = []
+    for terminal_type in WEBHOOK_TYPES:
+        name = f"HIPUSH_WEBHOOK_{terminal_type.upper()}"
+        url = env.get(name, "").strip()
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
+        webhooks.append((terminal_type, url))
+    secret = env.get("HIPUSH_WEBHOOK_SECRET", "")
+    if webhooks and not secret:
+        raise ConfigError("HIPUSH_WEBHOOK_SECRET (the HMAC key gateways check signatures with) is required "
+                          "when a HIPUSH_WEBHOOK_* URL is set")
+    return RouteSettings(
+        smtp_host=smtp_host,
+        smtp_port=_int(env, "HIPUSH_SMTP_PORT", 465 if tls == "ssl" else 25, 1, 65535),
+        smtp_tls=tls,
+        smtp_user=env.get("HIPUSH_SMTP_USER", ""),
+        smtp_password=env.get("HIPUSH_SMTP_PASSWORD", ""),
+        smtp_from=smtp_from,
+        webhooks=tuple(webhooks),
+        webhook_secret=secret,
+        timeout=_int(env, "HIPUSH_ROUTE_TIMEOUT", 10, 1, 300),
+        attempts=_int(env, "HIPUSH_ROUTE_ATTEMPTS", 5, 1, 50),
+        backoff=_int(env, "HIPUSH_ROUTE_BACKOFF", 1, 1, 3600),
+        concurrency=_int(env, "HIPUSH_ROUTE_CONCURRENCY", 20, 1, 1000),
+    )
 
 
 def load(environ=None, **overrides) -> Config:
@@ -128,6 +190,7 @@ def load(environ=None, **overrides) -> Config:
         timezone=tz,
         data_dir=data_dir,
         limits=Limits(queue_length=_int(env, "HIPUSH_QUEUE_LENGTH", 1000, 1, 100000)),
+        routes=_route_settings(env),
         poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, 60),
         presence_grace=_int(env, "HIPUSH_PRESENCE_GRACE", 30, 1, 3600),
         max_parked_polls=_int(env, "HIPUSH_MAX_PARKED_POLLS", 9000, 1, 100000),

@@ -46,7 +46,7 @@ class Services:
         self.jobs = Jobs(self.store, self.stats)
         self.topics = Topics(self.store)
         self.targets = Targets(self.store, commands)
-        self.routes = Routes(self.stats)
+        self.routes = Routes(commands, self.stats, config.routes)
         self.publisher = Publisher(self.store, commands, self.queues, self.stats, self.targets, self.routes,
                                    config.default_expires)
         self.timers = Timers(self.store, self.publisher)
@@ -57,6 +57,8 @@ class Services:
     def start_background(self) -> None:
         """Heartbeats, counter flushes and timed pushes, on APScheduler."""
         jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1)]
+        if self.routes.routes:
+            jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:
             self.nodes.heartbeat()  # live from the moment we answer requests
             jobs.append((self.nodes.heartbeat, self.config.node_heartbeat))
@@ -73,6 +75,7 @@ class Services:
         """The worker is stopping: leave the node registry and answer parked polls at once."""
         if self.scheduler:
             self.scheduler.shutdown(wait=False)
+        self.routes.stop()  # claims no more deliveries; the ones in hand finish or their leases run out
         if "comet" in self.config.roles:
             self.nodes.leave()  # the node's other workers re-register it within a heartbeat
         self.comet.release_all()

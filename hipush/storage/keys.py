@@ -46,3 +46,16 @@ def idempotency(app_id, key: str) -> str:
 
 def nonce(app_key: str, value: str) -> str:
     return f"{PREFIX}:nonce:{app_key}:{value}"
+
+
+def route_keys(terminal_type: str) -> dict:
+    """A terminal type's delivery queue (hipush/services/routes/queue.py), one slot:
+    due (sorted set: job id -> unix ms it is due, or its lease ends), jobs (hash: job id -> JSON),
+    lease (hash: job id -> token of the claim delivering it), tries (hash: job id -> attempts claimed)."""
+    tag = f"{PREFIX}:{{route:{terminal_type}}}"
+    return {part: f"{tag}:{part}" for part in ("due", "jobs", "lease", "tries")}
+
+
+def route_body(push_id) -> str:
+    """A push's message as its routed deliveries send it; expires a minute after the push does."""
+    return f"{PREFIX}:route:body:{push_id}"
