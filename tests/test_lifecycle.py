@@ -4,11 +4,12 @@ import subprocess
 import threading
 
 import pytest
+import redis
 import requests
 
 from hipush.storage import keys
 from hipush.storage.embedded import _redis_server_binary
-from support import Api, Server, free_port, wait_for
+from support import Api, Background, Server, free_port, wait_for
 
 
 @pytest.fixture
@@ -70,6 +71,9 @@ class PrivateRedis:
         self.process.terminate()
         self.process.wait(10)
 
+    def client(self):
+        return redis.Redis(port=self.port, socket_timeout=5)
+
 
 def test_redis_outage_answers_503_and_recovers_by_itself(own_server):
     private = PrivateRedis()
@@ -79,7 +83,12 @@ def test_redis_outage_answers_503_and_recovers_by_itself(own_server):
         api = Api(server.base)
         app = server.create_app()
         client = api.register(app, "d")
+        parked = Background(lambda: requests.get(server.base + "/comet/poll", params={**client, "timeout": 50},
+                                                 timeout=60))
+        wait_for(lambda: private.client().exists(keys.client_keys(client["client_id"])["poller"]),
+                 message="parked poll")
         private.stop()
+        assert parked.result(timeout=30).json()["error"] == 1031  # the parked poll answers, not hangs
         response = requests.get(server.base + "/comet/poll", params={**client, "timeout": 0}, timeout=30)
         assert response.status_code == 503
         assert response.json()["error"] == 1031 and "redis" in response.json()["reason"]
@@ -92,3 +101,56 @@ def test_redis_outage_answers_503_and_recovers_by_itself(own_server):
         assert [m["content"] for m in api.receive(client, 1)] == ["after the outage"]
     finally:
         private.process.poll() is None and private.stop()
+
+
+class PrivateMariaDB:
+    """A mariadbd of our own (Debian's binaries) in a temporary directory, to stop and start under hipush."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"mysql+pymysql://root@127.0.0.1:{self.port}/hipush"
+        self.process = None
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={directory / 'data'}", "--user=root",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, capture_output=True, timeout=120)
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["mariadbd", "--no-defaults", f"--datadir={self.directory / 'data'}", f"--port={self.port}",
+             "--bind-address=127.0.0.1", f"--socket={self.directory / 'sock'}", "--user=root",
+             "--skip-grant-tables", "--innodb-buffer-pool-size=16M"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run(["mariadb", "-h127.0.0.1", f"-P{self.port}", "-uroot", "-e",
+                                         "CREATE DATABASE IF NOT EXISTS hipush"], capture_output=True).returncode == 0,
+                 timeout=60, message="private mariadbd")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(60)
+
+
+def test_database_outage_answers_503_writes_nothing_and_recovers(own_server, tmp_path):
+    database = PrivateMariaDB(tmp_path)
+    database.start()
+    try:
+        server = own_server(HIPUSH_DATABASE_URL=database.url)
+        api = Api(server.base)
+        app = server.create_app()
+        client = api.register(app, "d")
+        job = api.new_job(app)
+        database.stop()
+        assert api.error("/user/genId", {"device_id": "d2", "app_key": app["app_key"]}) == (503, 1031)
+        publish = {"job_id": job, "client_id": client["client_id"], "msg_type": 0, "content": "lost?"}
+        response = api.call("/publish/private", publish, app)
+        assert response.status_code == 503 and "database" in response.json()["reason"]
+        database.start()
+        wait_for(lambda: api.call("/user/genId", {"device_id": "d2", "app_key": app["app_key"]}).status_code == 200,
+                 timeout=60, message="recovery after the database came back")
+        assert api.poll(client, timeout=0) == []  # the refused publish left nothing behind
+        api.send(app, job, client, "after the outage")
+        assert [m["content"] for m in api.receive(client, 1)] == ["after the outage"]
+        assert wait_for(lambda: api.stats(app, job)["arrived"] == 1 and api.stats(app, job))["sent"] == 1
+    finally:
+        if database.process.poll() is None:
+            database.stop()
