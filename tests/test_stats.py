@@ -30,11 +30,11 @@ def test_totals_are_the_same_before_and_after_a_flush(stats, job):
 
 def test_a_flush_interrupted_after_its_claim_is_applied_exactly_once(stats, store, job):
     stats.count("sent", 1, job, 4)
-    token, deltas = stats.counters.claim("job", job)  # the flusher dies here, before SQL
+    claimed = stats.counters.claim([("job", job)])  # the flusher dies here, before SQL
     assert stats.totals("job", job)["sent"] == 4  # still counted, from the pending half
-    store.apply_counter_deltas("job", job, deltas, token)  # ...or here, after SQL, before marking applied
+    store.apply_counter_deltas(claimed)  # ...or here, after SQL, before marking applied
     assert stats.totals("job", job)["sent"] == 4
-    stats.counters.mark_dirty("job", job)
+    stats.counters.mark_dirty([("job", job)])
     while stats.flush():
         pass
     assert stats.totals("job", job)["sent"] == 4

@@ -58,9 +58,9 @@ def test_topics_and_subscriptions_ignore_repeats(store):
 def test_counter_deltas_apply_once_per_token(store):
     app = new_app(store)
     job = store.create_job(app["id"], "j", "t")
-    store.apply_counter_deltas("job", job, {"sent": 3, "arrived": 1}, "t1")
-    store.apply_counter_deltas("job", job, {"sent": 3, "arrived": 1}, "t1")  # a retried flush
-    store.apply_counter_deltas("job", job, {"sent": 2}, "t2")
+    store.apply_counter_deltas([("job", job, "t1", {"sent": 3, "arrived": 1})])
+    store.apply_counter_deltas([("job", job, "t1", {"sent": 3, "arrived": 1})])  # a retried flush
+    store.apply_counter_deltas([("job", job, "t2", {"sent": 2})])
     row = store.counter_row("job", job)
     assert (row["sent"], row["arrived"], row["expired"], row["flush_token"]) == (5, 1, 0, "t2")
 

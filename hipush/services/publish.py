@@ -29,15 +29,26 @@ class Publisher:
         self.targets = targets
         self.routes = routes
         self.default_expires = default_expires
+        self._known_jobs = set()
 
     def check_job(self, app: dict, job_id) -> None:
-        if job_id is not None and self.store.get_job(app["id"], job_id) is None:
+        """404 for a job the app does not have; jobs are never deleted, so known ones are remembered."""
+        if job_id is None or (app["id"], job_id) in self._known_jobs:
+            return
+        if self.store.get_job(app["id"], job_id) is None:
             raise not_found("no such job")
+        if len(self._known_jobs) > 100_000:
+            self._known_jobs.clear()
+        self._known_jobs.add((app["id"], job_id))
+
+    def new_message(self, app: dict, job_id, msg_type: int, content: str, content_format: str = "text") -> dict:
+        """A message (its job checked) not yet recorded: `save_message` or `create` records it."""
+        self.check_job(app, job_id)
+        return {"job_id": job_id, "msg_type": msg_type, "content": content, "content_format": content_format}
 
     def save_message(self, app: dict, job_id, msg_type: int, content: str, content_format: str = "text") -> dict:
         """Records a message (checking its job) and returns it as its row reads."""
-        self.check_job(app, job_id)
-        message = {"job_id": job_id, "msg_type": msg_type, "content": content, "content_format": content_format}
+        message = self.new_message(app, job_id, msg_type, content, content_format)
         message["id"] = self.store.create_message(app["id"], **message)
         return message
 
@@ -49,12 +60,13 @@ class Publisher:
 
     def create(self, app: dict, message: dict, target: dict, topic_ids, online_only: bool, status: int,
                push_time: int = None, expires_in: int = None) -> dict:
-        """Records a push of `message` to a target the caller has checked (Targets.check gave topic_ids)."""
+        """Records a push of `message` (and the message, if new) to a target the caller has checked
+        (Targets.check gave topic_ids)."""
         now = now_ms()
-        push = {"app_id": app["id"], "message_id": message["id"], "job_id": message["job_id"],
+        push = {"app_id": app["id"], "message_id": message.get("id"), "job_id": message["job_id"],
                 "target": json.dumps(target), "online_only": online_only, "status": status,
                 "push_time": push_time or now, "expires_at": now + 1000 * (expires_in or self.default_expires)}
-        push["id"] = self.store.create_push(push, topic_ids)
+        push["id"] = self.store.create_push(push, topic_ids, None if "id" in message else message)
         return push
 
     def publish_now(self, app: dict, message: dict, target: dict, topic_ids, online_only: bool) -> None:

@@ -48,24 +48,20 @@ class Stats:
         return result
 
     def flush(self, batch: int = 500) -> int:
-        """Moves unflushed counts to SQL; one flusher at a time across all workers and nodes."""
+        """Moves unflushed counts to SQL in one transaction; one flusher at a time across all workers and nodes."""
         lock = self.commands.lock(keys.FLUSH_LOCK, timeout=60, blocking=False)
         if not lock.acquire():
             return 0
-        flushed = 0
         try:
-            for kind, row_id in self.counters.dirty(batch):
-                claimed = self.counters.claim(kind, row_id)
-                if claimed is None:
-                    continue
-                token, deltas = claimed
+            rows = self.counters.dirty(batch)
+            claimed = self.counters.claim(rows) if rows else []
+            if claimed:
                 try:
-                    self.store.apply_counter_deltas(kind, int(row_id), deltas, token)
+                    self.store.apply_counter_deltas(claimed)
                 except Exception:
-                    self.counters.mark_dirty(kind, row_id)  # the claim stays pending and is retried
+                    self.counters.mark_dirty(rows)  # the claims stay pending and are applied next time
                     raise
-                self.counters.mark_applied(kind, row_id, token)
-                flushed += 1
+                self.counters.mark_applied(claimed)
+            return len(rows)
         finally:
             lock.release()
-        return flushed

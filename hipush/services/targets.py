@@ -13,15 +13,20 @@ class Targets:
     def __init__(self, store, commands):
         self.store = store
         self.commands = commands
+        self._known_clients = set()  # clients are never deleted: one that was found stays found
 
     def check(self, app: dict, target: dict) -> list:
         """Answers 404 for ids or tags the app doesn't have; returns the tag topic ids of the target."""
         kind = target["kind"]
         if kind == "clients":
-            found = self.store.clients_of_app(app["id"], target["ids"])
-            missing = [c for c in target["ids"] if c not in found]
+            unknown = [c for c in target["ids"] if (app["id"], c) not in self._known_clients]
+            found = self.store.clients_of_app(app["id"], unknown) if unknown else set()
+            missing = [c for c in unknown if c not in found]
             if missing:
                 raise not_found(f"no such terminal: {missing[0]}")
+            if len(self._known_clients) > 200_000:
+                self._known_clients.clear()
+            self._known_clients.update((app["id"], c) for c in found)
         if kind == "tags":
             ids = self.store.topic_ids(app["id"], target["tags"])
             missing = [t for t in target["tags"] if t not in ids]

@@ -58,21 +58,28 @@ class CounterStore:
     def dirty(self, count: int) -> list:
         return [m.decode().split(":") for m in self.commands.spop(keys.COUNTERS_DIRTY, count) or []]
 
-    def mark_dirty(self, kind, row_id) -> None:
-        self.commands.sadd(keys.COUNTERS_DIRTY, f"{kind}:{row_id}")
+    def mark_dirty(self, rows) -> None:
+        self.commands.sadd(keys.COUNTERS_DIRTY, *(f"{kind}:{row_id}" for kind, row_id in rows))
 
-    def claim(self, kind, row_id):
-        """(token, deltas) to apply to SQL, or None when nothing is unflushed."""
-        values = _as_dict(self._claim(keys=list(keys.counter_keys(kind, row_id)), args=[uuid.uuid4().hex]))
-        if not values:
-            return None
-        token = values.pop("token")
-        values.pop("applied", None)
-        return token, {k: int(v) for k, v in values.items() if k in COUNTER_FIELDS}
+    def claim(self, rows) -> list:
+        """(kind, id, token, deltas) to apply to SQL for each (kind, id) with unflushed counts; one round trip."""
+        pipe = self.commands.pipeline(transaction=False)
+        for kind, row_id in rows:
+            self._claim(keys=list(keys.counter_keys(kind, row_id)), args=[uuid.uuid4().hex], client=pipe)
+        claimed = []
+        for (kind, row_id), flat in zip(rows, pipe.execute()):
+            values = _as_dict(flat)
+            if values:
+                token = values.pop("token")
+                claimed.append((kind, row_id, token,
+                                {k: int(v) for k, v in values.items() if k in COUNTER_FIELDS}))
+        return claimed
 
-    def mark_applied(self, kind, row_id, token) -> None:
-        _, pending = keys.counter_keys(kind, row_id)
-        self._mark_applied(keys=[pending], args=[token, 3600])
+    def mark_applied(self, claimed) -> None:
+        pipe = self.commands.pipeline(transaction=False)
+        for kind, row_id, token, _ in claimed:
+            self._mark_applied(keys=[keys.counter_keys(kind, row_id)[1]], args=[token, 3600], client=pipe)
+        pipe.execute()
 
     def read(self, kind, row_id):
         """(pending_token, pending_counts, live_counts) read atomically."""

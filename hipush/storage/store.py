@@ -129,8 +129,13 @@ class Store:
     def get_message(self, app_id: int, message_id: int):
         return self._one(sa.select(messages).where(messages.c.id == message_id, messages.c.app_id == app_id))
 
-    def create_push(self, push: dict, topic_ids=()) -> int:
+    def create_push(self, push: dict, topic_ids=(), message: dict = None) -> int:
+        """Records a push (and, when given without an id, its new message first, in the same transaction)."""
         with self.engine.begin() as conn:
+            if message is not None:
+                message["id"] = conn.execute(messages.insert().values(
+                    app_id=push["app_id"], created_at=now_ms(), **message)).inserted_primary_key[0]
+                push["message_id"] = message["id"]
             push_id = conn.execute(pushes.insert().values(**push, created_at=now_ms())).inserted_primary_key[0]
             if topic_ids:
                 conn.execute(push_topics.insert(), [{"topic_id": t, "push_id": push_id} for t in topic_ids])
@@ -232,14 +237,16 @@ class Store:
                 subscriptions.c.topic_id == topic_id, subscriptions.c.client_id.in_(list(client_ids))))
 
     # counters
-    def apply_counter_deltas(self, kind: str, row_id: int, deltas: dict, token: str) -> None:
-        """Adds deltas to a job's or push's counters once per flush token, however often it is called."""
-        table = COUNTER_TABLES[kind]
-        changes = {name: table.c[name] + int(value) for name, value in deltas.items()}
+    def apply_counter_deltas(self, claimed) -> None:
+        """Adds each (kind, id, token, deltas) to its job's or push's counters, once per flush token
+        however often it is applied; all in one transaction."""
         with self.engine.begin() as conn:
-            conn.execute(table.update().where(
-                table.c.id == row_id, sa.or_(table.c.flush_token.is_(None), table.c.flush_token != token),
-            ).values(flush_token=token, **changes))
+            for kind, row_id, token, deltas in claimed:
+                table = COUNTER_TABLES[kind]
+                changes = {name: table.c[name] + int(value) for name, value in deltas.items()}
+                conn.execute(table.update().where(
+                    table.c.id == int(row_id), sa.or_(table.c.flush_token.is_(None), table.c.flush_token != token),
+                ).values(flush_token=token, **changes))
 
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]

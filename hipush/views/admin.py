@@ -50,7 +50,7 @@ def _publish_private(params, app):
     target = {"kind": "clients", "ids": [client_id]}
     topic_ids = services().targets.check(app, target)
     publisher = services().publisher
-    publisher.publish_now(app, publisher.save_message(app, job_id, msg_type, content), target, topic_ids, online)
+    publisher.publish_now(app, publisher.new_message(app, job_id, msg_type, content), target, topic_ids, online)
     return ok("OK")
 
 

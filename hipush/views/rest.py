@@ -78,7 +78,7 @@ def _send(params, app, target_of):
     online = L.parse_bool("online", params.get("online"))
     topic_ids = services().targets.check(app, target)
     publisher = services().publisher
-    message = publisher.save_message(app, job_id, msg_type, content, content_format)
+    message = publisher.new_message(app, job_id, msg_type, content, content_format)
     if push_time <= now_ms():  # sent before answering, so a client gets a caller's pushes in call order
         publisher.send(publisher.create(app, message, target, topic_ids, online, STATUS_SENDING, push_time,
                                         expires_in), message)
