@@ -40,7 +40,7 @@ clean:
 # Benchmark, hipush side by side with Nchan (bench/__init__.py; `.venv/bin/python -m bench --help` for the knobs).
 # Installs what it needs itself: nginx + Nchan from Debian (when absent) and bench/requirements.txt into .venv.
 # Results: bench/results/bench{,-quick}.md, .json and PNG charts. BENCH_ARGS adds options, e.g. --database sqlite.
-BENCH_STAMP := $(VENV)/.bench-$(shell cat bench/requirements.txt | md5sum | cut -c1-12)
+BENCH_STAMP := $(VENV)/.bench-$(shell cat bench/requirements.txt 2>/dev/null | md5sum | cut -c1-12)
 
 .PHONY: bench bench-quick bench-install
 

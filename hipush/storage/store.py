@@ -193,11 +193,17 @@ class Store:
     # topics (the REST API's tags)
     def topic_id(self, app_id: int, name: str, create: bool = False):
         query = sa.select(topics.c.id).where(topics.c.app_id == app_id, topics.c.name == name)
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             found = conn.execute(query).scalar()
-            if found is None and create:
+        if found is None and create:
+            # Insert and re-read in separate transactions: under MySQL's REPEATABLE READ a re-read in the
+            # inserting transaction would not see the row a concurrent caller committed first.
+            with self.engine.begin() as conn:
                 conn.execute(_insert_ignore(topics).values(app_id=app_id, name=name, created_at=now_ms()))
+            with self.engine.connect() as conn:
                 found = conn.execute(query).scalar()
+            if found is None:
+                raise RuntimeError(f"topic {name!r} of app {app_id} vanished while being created")
         return found
 
     def topic_ids(self, app_id: int, names) -> dict:

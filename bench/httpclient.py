@@ -1,0 +1,124 @@
+"""A small HTTP/1.1 client over raw sockets, for the load generator (gevent-patched there).
+
+One `Connection` is one keep-alive TCP connection that sends one request at a
+time: bodies by Content-Length or chunked, `Connection: close` honoured. It is
+deliberately tiny, so that the generator's own cost per request stays low and
+is the same for hipush and Nchan.
+"""
+import socket
+
+
+class HttpError(Exception):
+    """The server answered something that is not HTTP/1.x, or closed the connection mid-answer."""
+
+
+class Closed(HttpError):
+    """The server closed the connection; `empty` when it did so before sending a single byte."""
+
+    def __init__(self, empty: bool):
+        super().__init__("connection closed before any answer" if empty else "connection closed mid-answer")
+        self.empty = empty
+
+
+class Connection:
+    def __init__(self, host: str, port: int, timeout: float = 30.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.sock = None
+        self.buf = b""
+        self.answered = 0  # answers read on the current socket
+
+    def connect(self) -> None:
+        self.close()
+        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.answered = 0
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    def request(self, method: str, path: str, headers: str = "", body: bytes = b""):
+        """(status, {lower-case header name: value}, body). Retries once, on a fresh connection, when a
+        reused keep-alive connection turns out closed before any byte of the answer (the server's idle
+        keep-alive timeout), as ordinary HTTP clients do."""
+        reused = self.sock is not None and self.answered > 0
+        if self.sock is None:
+            self.connect()
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}"
+        if body or method == "POST":
+            head += f"Content-Length: {len(body)}\r\n"
+        data = (head + "\r\n").encode("latin-1") + body
+        try:
+            self.sock.sendall(data)
+            return self._read_answer(method)
+        except (Closed, BrokenPipeError, ConnectionResetError) as exc:
+            if not reused or (isinstance(exc, Closed) and not exc.empty):
+                self.close()
+                raise
+            self.connect()
+            self.sock.sendall(data)
+            return self._read_answer(method)
+        except BaseException:
+            self.close()
+            raise
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise Closed(empty=not self.buf)
+        self.buf += chunk
+
+    def _read_answer(self, method: str):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            self.close()
+            raise HttpError(f"not an HTTP answer: {lines[0][:80]!r}")
+        status = int(parts[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+            while len(self.buf) < length:
+                self._fill()
+            body, self.buf = self.buf[:length], self.buf[length:]
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        else:  # the body runs until the server closes
+            try:
+                while True:
+                    self._fill()
+            except Closed:
+                pass
+            body, self.buf = self.buf, b""
+            self.close()
+        self.answered += 1
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, body
+
+    def _read_chunked(self) -> bytes:
+        body = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                self._fill()
+            size_line, self.buf = self.buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(self.buf) < size + 2:
+                self._fill()
+            body += self.buf[:size]
+            self.buf = self.buf[size + 2:]
+            if size == 0:  # no trailers expected
+                return body

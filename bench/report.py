@@ -1,0 +1,221 @@
+"""Results: a markdown table (hipush vs Nchan, with the ratio), the JSON of every figure, and PNG charts."""
+import json
+from pathlib import Path
+
+RATIO_OF = ("hipush-2w", "nchan-2w")  # the table's ratio column: hipush with 2 workers over Nchan with 2 workers
+
+
+def _fmt(value, unit=""):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        value = f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    elif isinstance(value, int):
+        value = f"{value:,}"
+    return f"{value}{unit}"
+
+
+def _ratio(a, b):
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool):
+        return "–"
+    if b == 0:
+        return "–" if a == 0 else "∞"
+    return f"×{a / b:.2f}"
+
+
+def rows(results: dict) -> list:
+    """(section, metric, {system label: value}, unit) for the table."""
+    out = []
+    parked = results.get("parked", {})
+    levels = sorted({row["n"] for r in parked.values() for row in r.get("levels", [])} |
+                    {n for r in parked.values() for n in r.get("skipped", [])})
+    for n in levels:
+        def level(label, key, n=n):
+            row = next((x for x in parked.get(label, {}).get("levels", []) if x["n"] == n), None)
+            return None if row is None else row.get(key)
+        out.append(("parked polls", f"N={n:,}: parked on the server (client-side errors)",
+                    {lb: (f"{level(lb, 'server_parked'):,} ({level(lb, 'errors')})" if level(lb, "server_parked")
+                          is not None else "n/a") for lb in parked}, ""))
+        out.append(("parked polls", f"N={n:,}: server RSS per parked poll",
+                    {lb: level(lb, "kb_per_poll") for lb in parked}, " KB"))
+        if any(level(lb, "redis_kb_per_poll") is not None for lb in parked):
+            out.append(("parked polls", f"N={n:,}: + Redis client memory per parked poll",
+                        {lb: level(lb, "redis_kb_per_poll") for lb in parked}, " KB"))
+        out.append(("parked polls", f"N={n:,}: idle server CPU", {lb: level(lb, "idle_cpu_pct") for lb in parked},
+                    " %"))
+        out.append(("parked polls", f"N={n:,}: time to park all", {lb: level(lb, "park_s") for lb in parked}, " s"))
+        out.append(("parked polls", f"N={n:,}: load generator CPU while idle",
+                    {lb: level(lb, "loadgen_cpu_pct") for lb in parked}, " %"))
+    unicast = results.get("unicast", {})
+    steps = []
+    for r in unicast.values():
+        for s in r.get("steps", []):
+            if s["kind"] == "fixed" and s["rate"] not in steps:
+                steps.append(s["rate"])
+    for rate in steps:
+        def step(label, key, sub=None, rate=rate):
+            s = next((x for x in unicast.get(label, {}).get("steps", []) if x["rate"] == rate and x["kind"] == "fixed"),
+                     None)
+            if s is None:
+                return None
+            return s[key][sub] if sub else s[key]
+        out.append(("unicast", f"{rate:,} msg/s: delivered/s", {lb: step(lb, "delivered_per_s") for lb in unicast}, ""))
+        for q in ("p50", "p99", "max"):
+            out.append(("unicast", f"{rate:,} msg/s: publish-to-receipt {q}",
+                        {lb: step(lb, "latency_ms", q) for lb in unicast}, " ms"))
+        out.append(("unicast", f"{rate:,} msg/s: lost (never received)",
+                    {lb: step(lb, "lost_final") for lb in unicast}, ""))
+        out.append(("unicast", f"{rate:,} msg/s: errors (publish + subscriber)",
+                    {lb: (None if step(lb, "publish_errors") is None else
+                          step(lb, "publish_errors") + step(lb, "subscriber_errors")) for lb in unicast}, ""))
+        out.append(("unicast", f"{rate:,} msg/s: publish call p50",
+                    {lb: step(lb, "publish_call_ms", "p50") for lb in unicast}, " ms"))
+        out.append(("unicast", f"{rate:,} msg/s: server CPU", {lb: step(lb, "server_cpu_pct") for lb in unicast},
+                    " %"))
+        out.append(("unicast", f"{rate:,} msg/s: load generator CPU (publisher + subscribers)",
+                    {lb: (None if step(lb, "publisher_cpu_pct") is None else
+                          round(step(lb, "publisher_cpu_pct") + step(lb, "subscriber_cpu_pct"), 1)) for lb in unicast},
+                    " %"))
+    if unicast:
+        out.append(("unicast", "highest rate with no error, no loss, p99 ≤ 200 ms",
+                    {lb: r.get("max_rate_ok") for lb, r in unicast.items()}, " msg/s"))
+        out.append(("unicast", "most delivered/s in any step (its ceiling when saturated)",
+                    {lb: max((s["delivered_per_s"] for s in r.get("steps", [])), default=None)
+                     for lb, r in unicast.items()}, ""))
+    fan = results.get("fanout", {})
+    sizes = sorted({int(n) for r in fan.values() for n in r})
+    for n in sizes:
+        def median(label, key, n=n):
+            r = fan.get(label, {}).get(str(n))
+            if not r or "rounds" not in r:
+                return None
+            return next(x for x in r["rounds"] if x["round"] == r["median_round"])[key]
+        out.append(("fan-out", f"{n:,} subscribers: publish call", {lb: median(lb, "publish_call_ms") for lb in fan},
+                    " ms"))
+        out.append(("fan-out", f"{n:,} subscribers: first subscriber has it",
+                    {lb: median(lb, "first_ms") for lb in fan}, " ms"))
+        out.append(("fan-out", f"{n:,} subscribers: last subscriber has it",
+                    {lb: median(lb, "last_ms") for lb in fan}, " ms"))
+        out.append(("fan-out", f"{n:,} subscribers: missing after the wait",
+                    {lb: median(lb, "missing") for lb in fan}, ""))
+    soak = results.get("soak", {})
+    if soak:
+        out.append(("soak", "duration", {lb: r.get("seconds") for lb, r in soak.items()}, " s"))
+        out.append(("soak", "errors (publish + subscriber)",
+                    {lb: r["unicast_publish_errors"] + r["fanout_publish_errors"] + r["subscriber_errors"]
+                     for lb, r in soak.items()}, ""))
+        out.append(("soak", "unicast messages planned (rate × time)", {lb: r["unicast_planned"] for lb, r in soak.items()},
+                    ""))
+        out.append(("soak", "unicast messages the publisher could not send in time",
+                    {lb: r["unicast_unsent"] for lb, r in soak.items()}, ""))
+        out.append(("soak", "lost messages (unicast + fan-out deliveries)",
+                    {lb: r["unicast_lost"] + r["fanout_lost"] for lb, r in soak.items()}, ""))
+        out.append(("soak", "messages delivered (unicast + fan-out)",
+                    {lb: r["unicast_received"] + r["fanout_received"] for lb, r in soak.items()}, ""))
+        out.append(("soak", "unicast publish-to-receipt p99",
+                    {lb: r["unicast_latency_ms"]["p99"] for lb, r in soak.items()}, " ms"))
+        out.append(("soak", "server RSS growth after warm-up",
+                    {lb: r["rss_growth_kb"] for lb, r in soak.items()}, " KB"))
+    return out
+
+
+def markdown(results: dict) -> str:
+    labels = results["systems"]
+    ratio = all(lb in labels for lb in RATIO_OF)
+    head = ["", "metric", *labels] + ([f"{RATIO_OF[0]} / {RATIO_OF[1]}"] if ratio else [])
+    machine, versions = results["machine"], results["versions"]
+    about = []
+    if any(lb.startswith("hipush") for lb in labels):
+        about.append(f"hipush: gunicorn gevent workers (`-w N`, N = 1 or 2), Redis {versions.get('redis_server')} "
+                     f"({versions.get('redis_url')}), database {versions.get('database_server')}.")
+    if any(lb.startswith("nchan") for lb in labels):
+        about.append(f"Nchan {versions.get('nchan')} on nginx {versions.get('nginx')}, `worker_processes 2`.")
+    lines = [f"# hipush vs Nchan — {results['name']}", "",
+             f"{results['started_at']}, {results['duration_s']:.0f} s. Machine: {machine['cores']} cores, "
+             f"{machine['mem_total_gb']} GB, open files {machine['open_files']}, load average at start "
+             f"{machine['loadavg_start']}. " + " ".join(about) +
+             " Load generator: separate gevent processes over raw sockets on loopback.", ""]
+    lines += ["| " + " | ".join(head[1:]) + " |", "|" + "---|" * (len(head) - 1)]
+    section = None
+    for sec, metric, values, unit in rows(results):
+        if sec != section:
+            lines.append(f"| **{sec}** |" + " |" * (len(head) - 2))
+            section = sec
+        cells = [_fmt(values.get(lb), unit) if lb in values else "–" for lb in labels]
+        if ratio:
+            cells.append(_ratio(values.get(RATIO_OF[0]), values.get(RATIO_OF[1])))
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    if results.get("notes"):
+        lines += ["", *[f"- {note}" for note in results["notes"]]]
+    return "\n".join(lines) + "\n"
+
+
+def charts(results: dict, out_dir: Path, name: str) -> list:
+    """latency vs rate, fan-out completion; [] when matplotlib is not installed (make test does not need it)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made = []
+    unicast = results.get("unicast", {})
+    if unicast:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for label, r in unicast.items():
+            steps = [s for s in r.get("steps", []) if s["latency_ms"]["p50"] is not None]
+            steps.sort(key=lambda s: s["rate"])
+            rates = [s["rate"] for s in steps]
+            line, = ax.plot(rates, [s["latency_ms"]["p99"] for s in steps], marker="o", label=f"{label} p99")
+            ax.plot(rates, [s["latency_ms"]["p50"] for s in steps], marker=".", linestyle="--",
+                    color=line.get_color(), label=f"{label} p50")
+        ax.axhline(200, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("offered unicast rate (messages/s)")
+        ax.set_ylabel("publish-to-receipt latency (ms, log)")
+        ax.set_yscale("log")
+        ax.set_title(f"Unicast latency vs rate — {name}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        path = out_dir / f"{name}-latency-vs-rate.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    fan = results.get("fanout", {})
+    if fan:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        sizes = sorted({int(n) for by_n in fan.values() for n in by_n})
+        styles = ["-", "--", ":", "-."]
+        for number, (label, by_n) in enumerate(fan.items()):
+            color = f"C{number}"  # one colour per system, one line style per subscriber count
+            for n, r in sorted(by_n.items(), key=lambda kv: int(kv[0])):
+                if "rounds" not in r:
+                    continue
+                row = next(x for x in r["rounds"] if x["round"] == r["median_round"])
+                cdf = [max(0.1, x) for x in row["cdf_ms"]]
+                if cdf:
+                    fraction = [100.0 * row["received"] / int(n) * i / (len(cdf) - 1) for i in range(len(cdf))]
+                    ax.plot(cdf, fraction, color=color, linestyle=styles[sizes.index(int(n)) % len(styles)],
+                            label=f"{label}, {int(n):,} subscribers")
+        ax.set_xscale("log")
+        ax.set_xlabel("time since the publish call began (ms, log)")
+        ax.set_ylabel("subscribers that have the message (%)")
+        ax.set_title(f"Fan-out completion — {name}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        path = out_dir / f"{name}-fanout.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+def write(results: dict, out_dir: Path, name: str, with_charts: bool = True) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out_dir / f"{name}.md", "json": out_dir / f"{name}.json"}
+    if with_charts:
+        results["charts"] = [str(p) for p in charts(results, out_dir, name)]
+    paths["markdown"].write_text(markdown(results))
+    paths["json"].write_text(json.dumps(results, indent=1, default=str))
+    return paths
