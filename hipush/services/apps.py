@@ -23,7 +23,8 @@ class Apps:
         if hit and not fresh and time.monotonic() - hit[0] < self.cache_seconds:
             return hit[1]
         row = fetch()
-        self._cache[key] = (time.monotonic(), row)
+        if row is not None:  # misses are not kept: random app_keys must not grow the cache
+            self._cache[key] = (time.monotonic(), row)
         return row
 
     def by_key(self, app_key: str, fresh=False):
