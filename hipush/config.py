@@ -59,7 +59,6 @@ class Limits:
     terminal_ids: int = 1000
     subscribe_clients: int = 100
     queue_length: int = 1000
-    name_chars: int = 64
 
 
 SMTP_TLS_MODES = ("none", "starttls", "ssl")

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of every HTTP call, built from one table (served at /openapi.json)."""
 
-STR, INT, NUM = {"type": "string"}, {"type": "integer"}, {"type": "number"}
+STR, INT = {"type": "string"}, {"type": "integer"}
 BOOL_TEXT = {"type": "string", "enum": ["true", "false", "1", "0"]}
 CLIENT_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 TOPIC = {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,64}$"}
