@@ -17,7 +17,12 @@ limit_request_line = 0
 limit_request_field_size = 8190
 timeout = 30
 graceful_timeout = 15
-keepalive = 2  # short: a stopping worker waits for idle keep-alive connections
+# gunicorn's gevent worker waits for each request line and its headers under gevent.Timeout(keepalive), from
+# the accept (or the previous answer on a kept-alive connection): a client that is idle or trickles its
+# headers longer is disconnected. Never 0 (headers would be read without a bound) nor longer than
+# HIPUSH_READ_TIMEOUT, hipush's bound on reading a body (hipush/views/params.py); short, because a
+# stopping worker waits for idle keep-alive connections.
+keepalive = min(2, hipush_config.load().read_timeout)
 control_socket_disable = True  # one fixed path per machine: several hipush nodes would share it
 accesslog = os.environ.get("HIPUSH_ACCESS_LOG") or None
 errorlog = "-"

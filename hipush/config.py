@@ -106,6 +106,7 @@ class Config:
     publish_rate: int = 1000  # per app per second, unless the app has its own (0: unlimited)
     subscribe_rate: int = 1000
     client_ip_rate: int = 2000  # /user/* calls per client IP per 10 seconds (0: unlimited)
+    read_timeout: int = 10  # seconds to read a request body; its headers get min(2, this) (gunicorn.conf.py)
     background: bool = True  # heartbeats and counter flushes; off for in-process unit tests
 
     @property
@@ -196,6 +197,7 @@ def load(environ=None, **overrides) -> Config:
         publish_rate=_int(env, "HIPUSH_PUBLISH_RATE", 1000, 0, 10**9),
         subscribe_rate=_int(env, "HIPUSH_SUBSCRIBE_RATE", 1000, 0, 10**9),
         client_ip_rate=_int(env, "HIPUSH_CLIENT_IP_RATE", 2000, 0, 10**9),
+        read_timeout=_int(env, "HIPUSH_READ_TIMEOUT", 10, 1, 3600),
     )
     values.update(overrides)
     return Config(**values)

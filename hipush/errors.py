@@ -34,6 +34,12 @@ def rate_limited(reason, retry_after: int):
     return ApiError(429, 1029, reason, {"Retry-After": str(retry_after)})
 
 
+def request_timeout(reason):
+    """408: the request did not arrive in time. SPEC §7 has no code of its own for that; its parameters
+    are incomplete, so 1024 (bad parameter)."""
+    return ApiError(408, 1024, reason)
+
+
 def too_large(reason):
     return ApiError(413, 1030, reason)
 

@@ -87,8 +87,8 @@ _LEGACY_ERROR = {"type": "object", "required": ["error", "reason"],
 _REST_ERROR = {"type": "object", "required": ["status", "error_code", "error"],
                "properties": {"status": {"const": 0}, "error_code": INT, "error": STR}}
 _ERRORS = {"401": "authentication failed (1028)", "403": "bad parameter (1024)", "404": "no such object (1026)",
-           "405": "method not allowed (1027)", "413": "too large (1030)", "429": "rate limited (1029)",
-           "503": "Redis or the database is unavailable (1031)"}
+           "405": "method not allowed (1027)", "408": "the request body came too slowly (1024)",
+           "413": "too large (1030)", "429": "rate limited (1029)", "503": "Redis or the database is unavailable (1031)"}
 
 
 def _responses(kind: str) -> dict:

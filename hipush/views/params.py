@@ -4,13 +4,19 @@ Query string first, then a form body or a JSON object (each top-level field a
 pair, non-strings as their compact JSON text, as SPEC §4 signs them). Values
 must be UTF-8; a name that should appear once but appears twice is refused
 rather than silently picking one.
+
+The body is read within HIPUSH_READ_TIMEOUT seconds, so a client that stalls or
+trickles mid-body cannot hold its connection and greenlet: it is answered 408
+and disconnected, having changed nothing. (The request line and headers are
+bounded by gunicorn, see gunicorn.conf.py.)
 """
 import json
 from urllib.parse import unquote_to_bytes
 
+import gevent
 from flask import current_app, request
 
-from ..errors import bad_param, too_large
+from ..errors import bad_param, request_timeout, too_large
 from ..signing import json_value_text
 
 
@@ -52,15 +58,29 @@ def _text(raw: bytes) -> str:
         raise bad_param("parameters must be UTF-8") from None
 
 
+class _BodyTimeout(Exception):
+    """Raised into a body read that ran out of time. An Exception (gevent.Timeout is not one), so that
+    gunicorn marks the body failed and closes the connection after the answer instead of draining it."""
+
+
+def _body(seconds: int) -> bytes:
+    try:
+        with gevent.Timeout(seconds, _BodyTimeout):
+            return request.get_data(cache=True)
+    except _BodyTimeout:
+        raise request_timeout(f"the request body did not arrive within {seconds} s") from None
+
+
 def request_params() -> Params:
-    limits = current_app.extensions["hipush"].config.limits
+    config = current_app.extensions["hipush"].config
+    limits = config.limits
     if len(request.query_string) > limits.query_string_bytes:
         raise too_large(f"query string is longer than {limits.query_string_bytes} bytes")
     pairs = _decode(request.query_string)
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        pairs += _decode(request.get_data(cache=True))
+        pairs += _decode(_body(config.read_timeout))
     elif request.method == "POST" and request.mimetype == "application/json":
-        pairs += _json_pairs(request.get_data(cache=True))
+        pairs += _json_pairs(_body(config.read_timeout))
     return Params(pairs)
 
 
