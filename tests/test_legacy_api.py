@@ -8,11 +8,12 @@ and only thing the client receives, and the only thing the job counted.
 """
 import hashlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, quote_from_bytes
 
 import pytest
 
-from support import seed_sign, wait_for
+from support import Api, seed_sign, wait_for
 
 BAD_PARAM = (403, 1024)
 NOT_FOUND = (404, 1026)
@@ -476,6 +477,32 @@ def test_publish_private_delivers_to_the_one_client(api, app_):
     assert set(received[0]) >= {"id", "job_id", "msg_type", "content", "ts"}
     assert received[0]["id"] != received[1]["id"]
     assert_nothing_queued(api, bystander)
+
+
+def test_concurrent_private_publishes_each_arrive_once_in_each_callers_order(api, app_):
+    """Publish calls that arrive together share one SQL transaction and one Redis round trip per worker
+    (services/batching.py): every message still reaches its client once, each caller's in its order,
+    and is counted once."""
+    clients = [new_client(api, app_) for _ in range(4)]
+    job = api.new_job(app_)
+    callers, per_caller = 12, 5
+
+    def caller(n):
+        own = Api(api.base)  # a session per thread
+        for i in range(per_caller):
+            for client in clients:
+                own.send(app_, job, client, f"{n}-{i}")
+
+    with ThreadPoolExecutor(callers) as pool:
+        list(pool.map(caller, range(callers)))
+    for client in clients:
+        received = [m["content"] for m in api.receive(client, callers * per_caller)]
+        assert sorted(received) == sorted(f"{n}-{i}" for n in range(callers) for i in range(per_caller))
+        for n in range(callers):
+            assert [c for c in received if c.startswith(f"{n}-")] == [f"{n}-{i}" for i in range(per_caller)]
+        assert_nothing_queued(api, client)
+    total = len(clients) * callers * per_caller
+    wait_for_stats(api, app_, job, sent=total, arrived=total, expired=0)
 
 
 PRIVATE_BAD_INPUT = [

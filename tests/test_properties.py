@@ -10,6 +10,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from hipush import limits, signing
 from hipush.errors import ApiError
 from hipush.storage import queues
+from hipush.storage.redis import ScriptPipeline
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8)
 values = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
@@ -71,7 +72,7 @@ class QueueAckMachine(RuleBasedStateMachine):
         self.seen_batch = []
 
     def _poll(self, ack, limit):
-        step = self.ops.begin_poll(self.redis, self.client_id, "p", ack, int(time.time() * 1000), limit, 60_000)
+        step = self.ops.begin_poll(self.redis, self.client_id, "p", ack, int(time.time() * 1000), limit, 60_000, 1000)
         batch = [int(queues.message_json(e)) for e in step.entries]
         if ack is not None and int(ack) in self.published[self.acked:]:
             self.acked = self.published.index(int(ack)) + 1
@@ -81,7 +82,7 @@ class QueueAckMachine(RuleBasedStateMachine):
 
     @rule(count=st.integers(1, 4))
     def publish(self, count):
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = ScriptPipeline(self.redis)
         for _ in range(count):
             delivery = next(self.ids)
             self.ops.enqueue(pipe, self.client_id, queues.entry(delivery, 1, 2**60, str(delivery)), False)

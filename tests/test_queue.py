@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from hipush.storage import keys, queues
+from hipush.storage.redis import ScriptPipeline
 
 NOW = int(time.time() * 1000)
 LATER = NOW + 3_600_000
@@ -21,13 +22,13 @@ def client_id():
 
 
 def publish(ops, redis_client, client_id, delivery_id, expires=LATER, online_only=False, job=7):
-    pipe = redis_client.pipeline(transaction=False)
+    pipe = ScriptPipeline(redis_client)
     ops.enqueue(pipe, client_id, queues.entry(delivery_id, job, expires, f'{{"id":{delivery_id}}}'), online_only)
     return pipe.execute()[0]
 
 
 def begin(ops, redis_client, client_id, ack=None, me="p1", now=NOW, limit=100):
-    return ops.begin_poll(redis_client, client_id, me, ack, now, limit, 60_000)
+    return ops.begin_poll(redis_client, client_id, me, ack, now, limit, 60_000, 1000)
 
 
 def ids(step):
@@ -93,10 +94,11 @@ def test_newer_poller_replaces_the_older(ops, redis_client, client_id):
     begin(ops, redis_client, client_id, me="old")
     assert begin(ops, redis_client, client_id, me="new").poller == "old"
     publish(ops, redis_client, client_id, 1)
-    assert ops.take_if_current(redis_client, client_id, "old", NOW, 100).entries == []
-    assert ids(ops.take_if_current(redis_client, client_id, "new", NOW, 100)) == [1]
+    assert ops.take_if_current(redis_client, client_id, "old", NOW, 100, 1000).entries == []
     ops.end_poll(redis_client, client_id, "old", 1000)  # not current: leaves the poller alone
     assert redis_client.get(keys.client_keys(client_id)["poller"]) == b"new"
+    assert ids(ops.take_if_current(redis_client, client_id, "new", NOW, 100, 1000)) == [1]
+    assert redis_client.get(keys.client_keys(client_id)["poller"]) is None  # handing out messages ended it
     ops.end_poll(redis_client, client_id, "new", 1000)
     assert redis_client.get(keys.client_keys(client_id)["poller"]) is None
     assert redis_client.pttl(keys.client_keys(client_id)["online"]) <= 1000
@@ -108,3 +110,11 @@ def test_wait_moves_one_message_into_flight_atomically(ops, redis_client, client
     k = keys.client_keys(client_id)
     assert redis_client.llen(k["queue"]) == 0 and redis_client.llen(k["inflight"]) == 1
     assert ops.wait(redis_client, client_id, 0.05) is None
+
+
+def test_a_script_redis_lost_is_loaded_again(ops, redis_client, client_id):
+    """ScriptPipeline sends EVALSHA alone; after SCRIPT FLUSH (or a Redis restart) it loads and re-runs."""
+    publish(ops, redis_client, client_id, 1)
+    redis_client.script_flush()
+    publish(ops, redis_client, client_id, 2)
+    assert ids(begin(ops, redis_client, client_id)) == [1, 2]

@@ -43,7 +43,7 @@ class Comet:
     def _poll(self, conn, me, client_id, ack, timeout):
         deadline = time.monotonic() + timeout
         step = self.queue_ops.begin_poll(conn, client_id, me, ack, now_ms(), BATCH,
-                                         timeout * 1000 + self.grace_ms)
+                                         timeout * 1000 + self.grace_ms, self.grace_ms)
         self._unblock(step.poller)
         self._count(step)
         missed = step.missed
@@ -52,7 +52,7 @@ class Comet:
             if remaining <= 0.01:
                 break
             self.queue_ops.wait(conn, client_id, remaining)
-            step = self.queue_ops.take_if_current(conn, client_id, me, now_ms(), BATCH)
+            step = self.queue_ops.take_if_current(conn, client_id, me, now_ms(), BATCH, self.grace_ms)
             self._count(step)
             missed += step.missed
             if step.poller != me:
@@ -60,7 +60,8 @@ class Comet:
                 # wake the newer poll so it hands it out now rather than at its timeout
                 self._unblock(step.poller)
                 return {"messages": [], "missed": missed}
-        self.queue_ops.end_poll(conn, client_id, me, self.grace_ms)
+        if not step.entries:  # a step that took messages has ended the poll itself
+            self.queue_ops.end_poll(conn, client_id, me, self.grace_ms)
         return {"messages": [queues.message_json(e) for e in step.entries], "missed": missed}
 
     def _unblock(self, poller: str) -> None:

@@ -4,6 +4,8 @@ A push's id is its delivery id: the `id` a client sees and acknowledges. Two
 publishes of one saved message are two pushes with distinct delivery ids.
 Long-polling terminals get the push in their comet queue; e-mail and gateway
 terminals are handed to the routes, which deliver off the request path.
+Pushes to named clients, the bulk of the traffic, are recorded and queued in
+batches shared by the worker's concurrent publish calls (batching.GroupCommit).
 """
 import json
 import logging
@@ -12,6 +14,8 @@ import time
 from ..errors import not_found
 from ..storage import queues
 from ..storage.db import now_ms
+from ..storage.redis import ScriptPipeline
+from .batching import GroupCommit
 
 log = logging.getLogger("hipush.publish")
 
@@ -30,6 +34,7 @@ class Publisher:
         self.routes = routes
         self.default_expires = default_expires
         self._known_jobs = set()
+        self._to_clients = GroupCommit(self._send_to_clients)
 
     def check_job(self, app: dict, job_id) -> None:
         """404 for a job the app does not have; jobs are never deleted, so known ones are remembered."""
@@ -62,16 +67,40 @@ class Publisher:
                push_time: int = None, expires_in: int = None) -> dict:
         """Records a push of `message` (and the message, if new) to a target the caller has checked
         (Targets.check gave topic_ids)."""
-        now = now_ms()
-        push = {"app_id": app["id"], "message_id": message.get("id"), "job_id": message["job_id"],
-                "target": json.dumps(target), "online_only": online_only, "status": status,
-                "push_time": push_time or now, "expires_at": now + 1000 * (expires_in or self.default_expires)}
+        push = self._new_push(app, message, target, online_only, status, push_time, expires_in)
         push["id"] = self.store.create_push(push, topic_ids, None if "id" in message else message)
         return push
 
-    def publish_now(self, app: dict, message: dict, target: dict, topic_ids, online_only: bool) -> None:
-        """The legacy calls: the push is sent before the call answers."""
-        self.send(self.create(app, message, target, topic_ids, online_only, STATUS_SENDING), message)
+    def _new_push(self, app, message, target, online_only, status, push_time=None, expires_in=None) -> dict:
+        now = now_ms()
+        return {"app_id": app["id"], "message_id": message.get("id"), "job_id": message["job_id"],
+                "target": json.dumps(target), "online_only": online_only, "status": status,
+                "push_time": push_time or now, "expires_at": now + 1000 * (expires_in or self.default_expires)}
+
+    def publish_now(self, app: dict, message: dict, target: dict, topic_ids, online_only: bool,
+                    push_time: int = None, expires_in: int = None) -> dict:
+        """A push sent before the call answers, so a client gets a caller's pushes in call order."""
+        if target["kind"] != "clients":
+            push = self.create(app, message, target, topic_ids, online_only, STATUS_SENDING, push_time, expires_in)
+            self.send(push, message)
+            return push
+        # a few named clients: recorded as sent and queued together with the worker's concurrent ones
+        push = self._new_push(app, message, target, online_only, STATUS_SENT, push_time, expires_in)
+        self._to_clients.submit((push, message, target["ids"]))
+        return push
+
+    def _send_to_clients(self, sends: list) -> list:
+        """A batch of (push, message, client ids): one SQL transaction, one Redis round trip."""
+        with self.store.sending_to_clients(sends) as rows_of:
+            pipe = ScriptPipeline(self.commands)
+            queued = []
+            for (push, message, _), rows in zip(sends, rows_of):
+                body, raw_entry = self._body_and_entry(push, message)
+                queued.append((push, body, rows, *self._queue(pipe, push, raw_entry, rows)))
+            results = pipe.execute()
+            for push, body, rows, start, count in queued:
+                self._settle(push, body, rows, results[start:start + count])
+        return [None] * len(sends)
 
     def send(self, push: dict, message: dict) -> None:
         """Fans out a push whose status the caller has set to sending."""
@@ -79,32 +108,48 @@ class Publisher:
         if push["expires_at"] <= now_ms():
             self.store.finish_push(push_id, STATUS_FAILED, 0)  # expired before it could be sent
             return
-        body = {"id": push_id, "msg_id": message["id"], "job_id": message["job_id"], "msg_type": message["msg_type"],
-                "content": json.loads(message["content"]) if message["content_format"] == "json"
-                else message["content"], "ts": now_ms()}
-        raw_entry = queues.entry(push_id, message["job_id"], push["expires_at"],
-                                 json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        body, raw_entry = self._body_and_entry(push, message)
         targeted = 0
         try:
-            for batch in self.targets.resolve(push["app_id"], json.loads(push["target"])):
-                targeted += len(batch)
-                comet = [client_id for client_id, terminal_type, _ in batch if terminal_type in COMET_TERMINALS]
-                for start in range(0, len(comet), PIPELINE_BATCH):
-                    self._enqueue(push, comet[start:start + PIPELINE_BATCH], raw_entry)
+            for rows in self.targets.resolve(push["app_id"], json.loads(push["target"])):
+                for start in range(0, len(rows), PIPELINE_BATCH):
+                    page = rows[start:start + PIPELINE_BATCH]
+                    pipe = ScriptPipeline(self.commands)
+                    first, count = self._queue(pipe, push, raw_entry, page)
+                    self._settle(push, body, page, pipe.execute()[first:first + count])
+                    targeted += len(page)
                     time.sleep(0)  # under gevent: let the worker's other requests run between batches
-                routed = [row for row in batch if row[1] not in COMET_TERMINALS]
-                if routed:
-                    self.routes.dispatch(push, body, routed)
         except Exception:
             log.exception("push %s failed after %s targets", push_id, targeted)
             self.store.finish_push(push_id, STATUS_FAILED, targeted)
             raise
         self.store.finish_push(push_id, STATUS_SENT, targeted)
 
-    def _enqueue(self, push: dict, client_ids: list, raw_entry: str) -> None:
-        pipe = self.commands.pipeline(transaction=False)
-        for client_id in client_ids:
+    @staticmethod
+    def _body_and_entry(push: dict, message: dict):
+        """The message as clients see it, and its queue entry."""
+        body = {"id": push["id"], "msg_id": message["id"], "job_id": message["job_id"],
+                "msg_type": message["msg_type"],
+                "content": json.loads(message["content"]) if message["content_format"] == "json"
+                else message["content"], "ts": now_ms()}
+        return body, queues.entry(push["id"], message["job_id"], push["expires_at"],
+                                  json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+    def _queue(self, pipe, push: dict, raw_entry: str, rows: list):
+        """Adds to `pipe` the push's entry for each long-polling client among the target rows, counted as
+        sent in the same round trip; returns where its results start in the pipeline and how many."""
+        comet = [client_id for client_id, terminal_type, _ in rows if terminal_type in COMET_TERMINALS]
+        start = len(pipe)
+        for client_id in comet:
             self.queue_ops.enqueue(pipe, client_id, raw_entry, push["online_only"])
-        results = pipe.execute()
-        self.stats.count("sent", push["id"], push["job_id"], sum(1 for r in results if r is not None))
+        self.stats.count("sent", push["id"], push["job_id"], len(comet), pipe)
+        return start, len(comet)
+
+    def _settle(self, push: dict, body: dict, rows: list, results: list) -> None:
+        """After queueing: takes back the count of clients skipped (online only, and offline), counts those
+        the queue cap dropped, and hands the other terminals to their routes."""
+        self.stats.count("sent", push["id"], push["job_id"], -sum(1 for r in results if r is None))
         self.stats.count_headers("expired", [h for r in results if r for h in r])
+        routed = [row for row in rows if row[1] not in COMET_TERMINALS]
+        if routed:
+            self.routes.dispatch(push, body, routed)

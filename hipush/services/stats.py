@@ -24,12 +24,13 @@ class Stats:
                 increments[("job", job_id)][field] += 1
         self.counters.add(increments)
 
-    def count(self, field: str, push_id: int, job_id, n: int) -> None:
+    def count(self, field: str, push_id: int, job_id, n: int, pipe=None) -> None:
+        """Counts n (may be negative: a correction) of `field` for a push and its job, on `pipe` if given."""
         if n:
             increments = {("push", push_id): {field: n}}
             if job_id:
                 increments[("job", job_id)] = {field: n}
-            self.counters.add(increments)
+            self.counters.add(increments, pipe)
 
     def totals(self, kind: str, row_id: int) -> dict:
         """SQL's flushed counts plus what Redis holds that SQL does not have yet."""

@@ -43,17 +43,20 @@ class CounterStore:
         self._claim = commands.register_script(_CLAIM)
         self._mark_applied = commands.register_script(_MARK_APPLIED)
 
-    def add(self, increments: dict) -> None:
-        """increments: {(kind, id): {field: n}}"""
+    def add(self, increments: dict, pipe=None) -> None:
+        """increments: {(kind, id): {field: n}}; queued on `pipe` when given, else sent now."""
         if not increments:
             return
-        pipe = self.commands.pipeline(transaction=False)
+        own = pipe is None
+        if own:
+            pipe = self.commands.pipeline(transaction=False)
         for (kind, row_id), fields in increments.items():
             live, _ = keys.counter_keys(kind, row_id)
             for name, n in fields.items():
                 pipe.hincrby(live, name, n)
             pipe.sadd(keys.COUNTERS_DIRTY, f"{kind}:{row_id}")
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def dirty(self, count: int) -> list:
         return [m.decode().split(":") for m in self.commands.spop(keys.COUNTERS_DIRTY, count) or []]

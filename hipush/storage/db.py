@@ -144,7 +144,12 @@ def make_engine(url: str) -> sa.Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        # One connection per process. SQLite has one writer at a time and waits for the lock inside C,
+        # blocking the whole gevent worker: a second connection of this worker waiting on a transaction that
+        # is itself waiting for Redis (a batch of unicasts) would stall the worker until the timeout. With
+        # one, the others wait for it in the pool, which yields.
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 15},
+                                  poolclass=sa.pool.QueuePool, pool_size=1, max_overflow=0, pool_timeout=30)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -158,10 +163,10 @@ def make_engine(url: str) -> sa.Engine:
     if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     # A kept pool, not overflow connections opened and closed per burst: each new PyMySQL connection
-    # builds a TLS context (~20 ms of CPU), which under load cost more than the queries.
-    return sa.create_engine(
-        parsed, pool_size=20, max_overflow=0, pool_timeout=10, pool_pre_ping=True, pool_recycle=3600
-    )
+    # builds a TLS context (~20 ms of CPU), which under load cost more than the queries. No pre-ping
+    # (a round trip per checkout): a connection found dead fails its one call with 503 and SQLAlchemy
+    # then replaces every connection of the pool; pool_recycle stays under MySQL's wait_timeout.
+    return sa.create_engine(parsed, pool_size=20, max_overflow=0, pool_timeout=10, pool_recycle=3600)
 
 
 @contextlib.contextmanager

@@ -37,8 +37,18 @@ local function take(q, f, missed, now, limit, expired)
 end
 """
 
-# KEYS queue inflight missed poller online; ARGV me ack now limit online_ms
-_BEGIN_POLL = _HELPERS + """
+# A poll that hands out messages is over: the script that found them also ends it (one round trip less).
+_END_IF_TAKEN = """
+local function end_if_taken(entries, poller, online, grace_ms)
+  if #entries > 0 then
+    redis.call('DEL', poller)
+    redis.call('SET', online, '1', 'PX', grace_ms)
+  end
+end
+"""
+
+# KEYS queue inflight missed poller online; ARGV me ack now limit online_ms grace_ms
+_BEGIN_POLL = _HELPERS + _END_IF_TAKEN + """
 local previous = redis.call('GET', KEYS[4]) or ''
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[5])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
@@ -55,15 +65,17 @@ if ARGV[2] ~= '' then
 end
 local expired = {}
 local entries, missed = take(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]), expired)
+end_if_taken(entries, KEYS[4], KEYS[5], ARGV[6])
 return {previous, acked, expired, entries, missed}
 """
 
-# KEYS queue inflight missed poller; ARGV me now limit
-_TAKE_IF_CURRENT = _HELPERS + """
+# KEYS queue inflight missed poller online; ARGV me now limit grace_ms
+_TAKE_IF_CURRENT = _HELPERS + _END_IF_TAKEN + """
 local current = redis.call('GET', KEYS[4]) or ''
 if current ~= ARGV[1] then return {current, {}, {}, 0} end
 local expired = {}
 local entries, missed = take(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]), tonumber(ARGV[3]), expired)
+end_if_taken(entries, KEYS[4], KEYS[5], ARGV[4])
 return {current, expired, entries, missed}
 """
 
@@ -121,22 +133,25 @@ class Queues:
         self._enqueue = commands.register_script(_ENQUEUE)
 
     def enqueue(self, pipe, client_id: str, raw_entry: str, online_only: bool) -> None:
-        """Queues on a pipeline; its result is None (skipped: offline) or the headers dropped by the cap."""
+        """Queues on a ScriptPipeline; its result is None (skipped: offline) or the headers dropped by the cap."""
         k = keys.client_keys(client_id)
-        self._enqueue(keys=[k["queue"], k["online"], k["missed"]],
-                      args=[raw_entry, self.queue_length, int(online_only)], client=pipe)
+        pipe.script(self._enqueue, [k["queue"], k["online"], k["missed"]],
+                    [raw_entry, self.queue_length, int(online_only)])
 
-    def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms) -> PollStep:
+    def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms) -> PollStep:
+        """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones)."""
         k = keys.client_keys(client_id)
         previous, acked, expired, entries, missed = self._begin(
             keys=[k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]],
-            args=[me, ack or "", now_ms, limit, online_ms], client=conn)
+            args=[me, ack or "", now_ms, limit, online_ms, grace_ms], client=conn)
         return PollStep(entries, acked, expired, missed, previous.decode())
 
-    def take_if_current(self, conn, client_id, me, now_ms, limit) -> PollStep:
+    def take_if_current(self, conn, client_id, me, now_ms, limit, grace_ms) -> PollStep:
+        """Takes what waits if `me` is still the client's poll; like begin_poll, ends it when it found some."""
         k = keys.client_keys(client_id)
         current, expired, entries, missed = self._take(
-            keys=[k["queue"], k["inflight"], k["missed"], k["poller"]], args=[me, now_ms, limit], client=conn)
+            keys=[k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]],
+            args=[me, now_ms, limit, grace_ms], client=conn)
         return PollStep(entries, [], expired, missed, current.decode())
 
     def wait(self, conn, client_id, timeout: float):

@@ -75,3 +75,41 @@ class HeldConnection:
 
     def release(self):
         self.pool.release(self.connection)
+
+
+class ScriptPipeline:
+    """A non-transactional pipeline that runs registered scripts by EVALSHA alone.
+
+    redis-py's own pipeline sends SCRIPT EXISTS before every execute that holds a
+    script: one more round trip per publish. This one loads a script only when Redis
+    has lost it (a restart, SCRIPT FLUSH) and then re-runs just the calls that missed.
+    """
+
+    def __init__(self, commands):
+        self.commands = commands
+        self.pipe = commands.pipeline(transaction=False)
+        self.scripts = {}
+
+    def __len__(self) -> int:
+        return len(self.pipe.command_stack)
+
+    def script(self, script, keys, args) -> None:
+        self.scripts[script.sha] = script
+        self.pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+    def hincrby(self, name, key, amount) -> None:
+        self.pipe.hincrby(name, key, amount)
+
+    def sadd(self, name, *values) -> None:
+        self.pipe.sadd(name, *values)
+
+    def execute(self) -> list:
+        stack = [args for args, _ in self.pipe.command_stack]
+        results = self.pipe.execute(raise_on_error=False)
+        for i, result in enumerate(results):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                self.commands.script_load(self.scripts[stack[i][1]].script)
+                results[i] = self.commands.execute_command(*stack[i])
+            elif isinstance(result, Exception):
+                raise result
+        return results

@@ -1,5 +1,6 @@
 """The SQL store: every read and write of records goes through this one class."""
 import secrets
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 
@@ -11,6 +12,15 @@ TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.addres
 def _insert_ignore(table):
     """INSERT that skips rows whose key exists, on both SQLite and MySQL."""
     return sa.insert(table).prefix_with("OR IGNORE", dialect="sqlite").prefix_with("IGNORE", dialect="mysql")
+
+
+def _insert_many(conn, table, rows: list) -> list:
+    """Ids of the rows inserted, in order: one INSERT ... RETURNING where the database has it (SQLite, MariaDB)."""
+    if not rows:
+        return []
+    if conn.dialect.insert_returning and conn.dialect.use_insertmanyvalues:
+        return list(conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+    return [conn.execute(table.insert().values(**row)).inserted_primary_key[0] for row in rows]
 
 
 class Store:
@@ -140,6 +150,30 @@ class Store:
             if topic_ids:
                 conn.execute(push_topics.insert(), [{"topic_id": t, "push_id": push_id} for t in topic_ids])
         return push_id
+
+    @contextmanager
+    def sending_to_clients(self, sends: list):
+        """sends: (push, message, client ids) each. Records every push as sent (and its message, if new:
+        without an id) and yields each one's target rows with the transaction still open: the caller queues the
+        pushes, then it commits. One transaction for many unicasts, and a failed queueing leaves no record
+        of a push that was never sent."""
+        with self.engine.begin() as conn:
+            wanted = {client_id for _, _, client_ids in sends for client_id in client_ids}
+            found = {r[1]: (r[0], tuple(r[1:])) for r in conn.execute(
+                sa.select(clients.c.app_id, *TARGET_COLUMNS).where(clients.c.client_id.in_(wanted)))}
+            rows_of = [[found[c][1] for c in dict.fromkeys(client_ids) if found.get(c, (None,))[0] == push["app_id"]]
+                       for push, _, client_ids in sends]
+            now = now_ms()
+            new = [(push, message) for push, message, _ in sends if "id" not in message]
+            ids = _insert_many(conn, messages, [{"app_id": push["app_id"], "created_at": now, **message}
+                                                for push, message in new])
+            for (push, message), message_id in zip(new, ids):
+                message["id"] = push["message_id"] = message_id
+            for (push, _, _), rows in zip(sends, rows_of):
+                push.update(target_num=len(rows), send_time=now, created_at=now)
+            for (push, _, _), push_id in zip(sends, _insert_many(conn, pushes, [push for push, _, _ in sends])):
+                push["id"] = push_id
+            yield rows_of
 
     def get_push(self, push_id: int):
         return self._one(sa.select(pushes).where(pushes.c.id == push_id))

@@ -13,7 +13,7 @@ from flask import Blueprint, request
 from .. import limits as L
 from ..errors import auth_failed, bad_param, not_found
 from ..services import services
-from ..services.publish import STATUS_SENDING, STATUS_WAITING
+from ..services.publish import STATUS_WAITING
 from ..storage.db import now_ms
 from .params import request_params
 from .guards import idempotent, limit_app
@@ -79,9 +79,8 @@ def _send(params, app, target_of):
     topic_ids = services().targets.check(app, target)
     publisher = services().publisher
     message = publisher.new_message(app, job_id, msg_type, content, content_format)
-    if push_time <= now_ms():  # sent before answering, so a client gets a caller's pushes in call order
-        publisher.send(publisher.create(app, message, target, topic_ids, online, STATUS_SENDING, push_time,
-                                        expires_in), message)
+    if push_time <= now_ms():
+        publisher.publish_now(app, message, target, topic_ids, online, push_time, expires_in)
     else:
         publisher.create(app, message, target, topic_ids, online, STATUS_WAITING, push_time, expires_in)
     return rest_ok(msg_id=message["id"])
