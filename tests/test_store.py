@@ -65,6 +65,21 @@ def test_counter_deltas_apply_once_per_token(store):
     assert (row["sent"], row["arrived"], row["expired"], row["flush_token"]) == (5, 1, 0, "t2")
 
 
+def test_a_flush_of_many_rows_applies_each_once_with_its_own_deltas(store):
+    """Rows are applied in a few UPDATEs (per kind, token and 200 rows): each row still gets exactly its counts."""
+    app = new_app(store)
+    jobs = [store.create_job(app["id"], "j", "t") for _ in range(450)]
+    first = [("job", job, "a", {"sent": i + 1, "arrived": i % 3}) for i, job in enumerate(jobs)]
+    store.apply_counter_deltas(first)
+    store.apply_counter_deltas(first[100:300])  # a flush retried after a crash: already applied
+    store.apply_counter_deltas([("job", jobs[0], "a", {"sent": 50}),  # token "a" already applied: skipped
+                                ("job", jobs[1], "b", {"expired": 7}), ("job", jobs[2], "c", {"failed": 1})])
+    rows = [store.counter_row("job", job) for job in jobs]
+    assert [(r["sent"], r["arrived"]) for r in rows] == [(i + 1, i % 3) for i in range(450)]
+    assert [(r["expired"], r["failed"], r["flush_token"]) for r in rows[:4]] == \
+        [(0, 0, "a"), (7, 0, "b"), (0, 1, "c"), (0, 0, "a")]
+
+
 def test_schema_creation_is_safe_when_processes_start_together(test_config, tmp_path):
     env_url = test_config.database_url if not test_config.database_url.startswith("sqlite") \
         else f"sqlite:///{tmp_path / 'fresh.db'}"

@@ -67,8 +67,9 @@ class CounterStore:
     def claim(self, rows) -> list:
         """(kind, id, token, deltas) to apply to SQL for each (kind, id) with unflushed counts; one round trip."""
         pipe = self.commands.pipeline(transaction=False)
+        token = uuid.uuid4().hex  # one per flush: SQL applies the rows of one token in few statements
         for kind, row_id in rows:
-            self._claim(keys=list(keys.counter_keys(kind, row_id)), args=[uuid.uuid4().hex], client=pipe)
+            self._claim(keys=list(keys.counter_keys(kind, row_id)), args=[token], client=pipe)
         claimed = []
         for (kind, row_id), flat in zip(rows, pipe.execute()):
             values = _as_dict(flat)

@@ -1,5 +1,6 @@
 """The SQL store: every read and write of records goes through this one class."""
 import secrets
+from collections import defaultdict
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -7,6 +8,7 @@ import sqlalchemy as sa
 from .db import COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topics, pushes, subscriptions, topics
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
+COUNTER_ROWS_PER_UPDATE = 200
 
 
 def _insert_ignore(table):
@@ -279,14 +281,24 @@ class Store:
     # counters
     def apply_counter_deltas(self, claimed) -> None:
         """Adds each (kind, id, token, deltas) to its job's or push's counters, once per flush token
-        however often it is applied; all in one transaction."""
+        however often it is applied; all in one transaction, one UPDATE per kind, token and 200 rows
+        (a flush claims its rows under one token; one left from a failed flush keeps its own)."""
+        groups = defaultdict(list)
+        for kind, row_id, token, deltas in claimed:
+            groups[(kind, token)].append((int(row_id), deltas))
         with self.engine.begin() as conn:
-            for kind, row_id, token, deltas in claimed:
+            for (kind, token), rows in groups.items():
                 table = COUNTER_TABLES[kind]
-                changes = {name: table.c[name] + int(value) for name, value in deltas.items()}
-                conn.execute(table.update().where(
-                    table.c.id == int(row_id), sa.or_(table.c.flush_token.is_(None), table.c.flush_token != token),
-                ).values(flush_token=token, **changes))
+                for start in range(0, len(rows), COUNTER_ROWS_PER_UPDATE):
+                    chunk = rows[start:start + COUNTER_ROWS_PER_UPDATE]
+                    changes = {}
+                    for name in {name for _, deltas in chunk for name in deltas}:
+                        by_id = {row_id: int(deltas[name]) for row_id, deltas in chunk if deltas.get(name)}
+                        changes[name] = table.c[name] + sa.case(by_id, value=table.c.id, else_=0)
+                    conn.execute(table.update().where(
+                        table.c.id.in_([row_id for row_id, _ in chunk]),
+                        sa.or_(table.c.flush_token.is_(None), table.c.flush_token != token),
+                    ).values(flush_token=token, **changes))
 
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]
