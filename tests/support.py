@@ -117,8 +117,12 @@ class Server:
         self.process = subprocess.Popen(
             [str(GUNICORN), "-c", "gunicorn.conf.py", "-w", str(self.workers), "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._ready, timeout=40, message=f"server on port {self.port} (log: {self.log_path})")
-        wait_for(lambda: len(self.worker_pids()) == self.workers, message="all workers booted")
+        try:
+            wait_for(self._ready, timeout=40, message=f"server on port {self.port} (log: {self.log_path})")
+            wait_for(lambda: len(self.worker_pids()) == self.workers, message="all workers booted")
+        except BaseException:
+            self.stop()  # no server left running behind a failed start
+            raise
         return self
 
     def _ready(self):

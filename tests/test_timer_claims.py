@@ -14,9 +14,15 @@ PUSHES = 10
 def start_nodes(first_env: dict, *others) -> list:
     """Nodes on one backend, each (env, workers): the first alone (it may create the schema), the others
     side by side."""
-    first = Server(first_env[0], workers=first_env[1]).start()
-    starting = [Background(Server(env, workers=workers).start) for env, workers in others]
-    return [first] + [b.result(60) for b in starting]
+    nodes = [Server(first_env[0], workers=first_env[1]).start()] + [Server(env, workers) for env, workers in others]
+    starting = [Background(node.start) for node in nodes[1:]]
+    try:
+        for start in starting:
+            start.result(60)
+    except BaseException:
+        stop_nodes(nodes)
+        raise
+    return nodes
 
 
 def stop_nodes(nodes) -> None:
