@@ -72,6 +72,10 @@ def client_key(client_id: str, part: str) -> str:
     return f"hp:{{c:{client_id}}}:{part}"
 
 
+def _blocked_connections(redis_client) -> set:
+    return {c["id"] for c in redis_client.client_list() if "b" in c["flags"]}
+
+
 def poll_parked(redis_client, client_id: str) -> bool:
     """True when a poll of this client is parked: its poller key ("redis connection id:nonce") names a
     connection that CLIENT LIST shows waiting on a blocking command."""
@@ -80,7 +84,14 @@ def poll_parked(redis_client, client_id: str) -> bool:
         return False
     connection_id = poller.split(b":")[0].decode()
     assert connection_id.isdigit(), f"the poller {poller!r} names no Redis connection: no newer poll could unblock it"
-    return any(c["id"] == connection_id and "b" in c["flags"] for c in redis_client.client_list())
+    return connection_id in _blocked_connections(redis_client)
+
+
+def polls_parked(redis_client, client_ids) -> int:
+    """How many of these clients have a poll parked (as poll_parked tells), by one MGET and one CLIENT LIST."""
+    pollers = redis_client.mget([client_key(client_id, "poller") for client_id in client_ids])
+    blocked = _blocked_connections(redis_client)
+    return sum(1 for poller in pollers if poller and poller.split(b":")[0].decode() in blocked)
 
 
 def park_poll(base: str, redis_client, client: dict, timeout: int = 20, **params) -> Background:
@@ -147,6 +158,16 @@ class Server:
     def kill_worker(self, pid):
         os.kill(pid, signal.SIGKILL)
 
+    def kill(self):
+        """SIGKILL to the master and its workers at once, as a crash of the node; returns once all are gone
+        (and so is the listening socket: the node can start again on the same port)."""
+        workers = self.worker_pids()
+        self.process.kill()  # first, so that it starts no new worker
+        for pid in workers:
+            self.kill_worker(pid)
+        self.process.wait()
+        wait_for(lambda: not any(_running(pid) for pid in workers), message="the killed workers gone")
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -164,6 +185,14 @@ class Server:
 
     def create_app(self, name="test") -> dict:
         return json.loads(self.cli("create-app", name))
+
+
+def _running(pid) -> bool:
+    """Whether the process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 class Api:
