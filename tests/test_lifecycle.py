@@ -133,8 +133,12 @@ class PrivateMariaDB:
 def test_database_outage_answers_503_writes_nothing_and_recovers(own_server, tmp_path):
     database = PrivateMariaDB(tmp_path)
     database.start()
+    # a Redis of its own too: job and push ids restart at 1 in a fresh database, and counts other tests
+    # left in the suite's Redis for their job 1 would be flushed into this one's
+    private_redis = PrivateRedis()
+    private_redis.start()
     try:
-        server = own_server(HIPUSH_DATABASE_URL=database.url)
+        server = own_server(HIPUSH_DATABASE_URL=database.url, HIPUSH_REDIS_URL=private_redis.url)
         api = Api(server.base)
         app = server.create_app()
         client = api.register(app, "d")
@@ -154,3 +158,4 @@ def test_database_outage_answers_503_writes_nothing_and_recovers(own_server, tmp
     finally:
         if database.process.poll() is None:
             database.stop()
+        private_redis.stop()

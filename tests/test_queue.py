@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from hipush.storage import keys, queues
-from hipush.storage.redis import ScriptPipeline
+from hipush.storage.redis import HeldConnection, ScriptPipeline
 
 NOW = int(time.time() * 1000)
 LATER = NOW + 3_600_000
@@ -106,10 +106,16 @@ def test_newer_poller_replaces_the_older(ops, redis_client, client_id):
 
 def test_wait_moves_one_message_into_flight_atomically(ops, redis_client, client_id):
     publish(ops, redis_client, client_id, 1)
-    assert ops.wait(redis_client, client_id, 0.1) is not None
-    k = keys.client_keys(client_id)
-    assert redis_client.llen(k["queue"]) == 0 and redis_client.llen(k["inflight"]) == 1
-    assert ops.wait(redis_client, client_id, 0.05) is None
+    held = HeldConnection(redis_client.connection_pool)
+    try:
+        counted = f"test:{client_id}"  # commands sent in the same write, ahead of the wait
+        assert ops.wait(held, client_id, 0.1, before=[("HINCRBY", counted, "n", 2)]) is not None
+        k = keys.client_keys(client_id)
+        assert redis_client.llen(k["queue"]) == 0 and redis_client.llen(k["inflight"]) == 1
+        assert ops.wait(held, client_id, 0.05) is None
+        assert redis_client.hget(counted, "n") == b"2"
+    finally:
+        held.release()
 
 
 def test_a_script_redis_lost_is_loaded_again(ops, redis_client, client_id):

@@ -9,7 +9,7 @@ import uuid
 
 from ..storage import queues
 from ..storage.db import now_ms
-from ..storage.redis import HeldConnection
+from ..storage.redis import CommandBatch, HeldConnection
 
 BATCH = 100  # most messages handed out by one poll
 
@@ -45,29 +45,37 @@ class Comet:
         step = self.queue_ops.begin_poll(conn, client_id, me, ack, now_ms(), BATCH,
                                          timeout * 1000 + self.grace_ms, self.grace_ms)
         self._unblock(step.poller)
-        self._count(step)
+        counts = CommandBatch()  # sent with the wait, or at the end: no round trip of their own
+        self._count(step, counts)
         missed = step.missed
         while not step.entries and not self.stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0.01:
                 break
-            self.queue_ops.wait(conn, client_id, remaining)
+            self.queue_ops.wait(conn, client_id, remaining, before=counts.take())
             step = self.queue_ops.take_if_current(conn, client_id, me, now_ms(), BATCH, self.grace_ms)
-            self._count(step)
+            self._count(step, counts)
             missed += step.missed
             if step.poller != me:
                 # a newer poll replaced this one; if the wait moved a message into inflight,
                 # wake the newer poll so it hands it out now rather than at its timeout
                 self._unblock(step.poller)
+                self._send(conn, counts)
                 return {"messages": [], "missed": missed}
         if not step.entries:  # a step that took messages has ended the poll itself
             self.queue_ops.end_poll(conn, client_id, me, self.grace_ms)
+        self._send(conn, counts)
         return {"messages": [queues.message_json(e) for e in step.entries], "missed": missed}
+
+    @staticmethod
+    def _send(conn, counts) -> None:
+        if counts.commands:
+            conn.execute_commands(counts.take())
 
     def _unblock(self, poller: str) -> None:
         if poller:
             self.pools.commands.client_unblock(int(poller.split(":")[0]))
 
-    def _count(self, step) -> None:
-        self.stats.count_headers("arrived", step.acked)
-        self.stats.count_headers("expired", step.expired)
+    def _count(self, step, counts) -> None:
+        self.stats.count_headers("arrived", step.acked, counts)
+        self.stats.count_headers("expired", step.expired, counts)

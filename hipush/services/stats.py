@@ -14,15 +14,15 @@ class Stats:
         self.counters = counters
         self.commands = commands
 
-    def count_headers(self, field: str, headers) -> None:
-        """Counts one `field` per queue entry header b"delivery_id|job_id"."""
+    def count_headers(self, field: str, headers, pipe=None) -> None:
+        """Counts one `field` per queue entry header b"delivery_id|job_id", on `pipe` if given."""
         increments = defaultdict(Counter)
         for header in headers:
             push_id, job_id = header.decode().split("|")
             increments[("push", push_id)][field] += 1
             if job_id:
                 increments[("job", job_id)][field] += 1
-        self.counters.add(increments)
+        self.counters.add(increments, pipe)
 
     def count(self, field: str, push_id: int, job_id, n: int, pipe=None) -> None:
         """Counts n (may be negative: a correction) of `field` for a push and its job, on `pipe` if given."""

@@ -154,10 +154,11 @@ class Queues:
             args=[me, now_ms, limit, grace_ms], client=conn)
         return PollStep(entries, [], expired, missed, current.decode())
 
-    def wait(self, conn, client_id, timeout: float):
-        """Parks on the queue; moves the first message into inflight atomically (None on timeout or unblock)."""
+    def wait(self, conn, client_id, timeout: float, before=()):
+        """Parks on the queue; moves the first message into inflight atomically (None on timeout or unblock).
+        `before`: commands sent in the same write, ahead of the wait."""
         k = keys.client_keys(client_id)
-        return conn.blmove(k["queue"], k["inflight"], timeout, "LEFT", "RIGHT")
+        return conn.blmove(k["queue"], k["inflight"], timeout, "LEFT", "RIGHT", before=before)
 
     def end_poll(self, conn, client_id, me, grace_ms) -> None:
         k = keys.client_keys(client_id)

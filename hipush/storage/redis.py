@@ -56,13 +56,27 @@ class HeldConnection:
     def redis_client_id(self) -> int:
         return self.connection.redis_client_id
 
-    def execute_command(self, *args):
+    def execute_commands(self, commands) -> list:
+        """Sends the commands in one write and reads every reply; raises the first error reply after
+        reading them all. The connection stays up (a reconnect would change the poll's client id)."""
         try:
-            self.connection.send_command(*args)
-            return self.connection.read_response()
+            self.connection.send_packed_command(self.connection.pack_commands(commands))
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(self.connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
         except (redis.ConnectionError, redis.TimeoutError):
             self.connection.disconnect()
             raise
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies
+
+    def execute_command(self, *args):
+        return self.execute_commands([args])[0]
 
     def evalsha(self, sha, numkeys, *args):
         return self.execute_command("EVALSHA", sha, numkeys, *args)
@@ -70,11 +84,30 @@ class HeldConnection:
     def script_load(self, script):
         return self.execute_command("SCRIPT", "LOAD", script)
 
-    def blmove(self, source, destination, timeout, src="LEFT", dest="RIGHT"):
-        return self.execute_command("BLMOVE", source, destination, src, dest, timeout)
+    def blmove(self, source, destination, timeout, src="LEFT", dest="RIGHT", before=()):
+        """`before`: commands sent ahead of it in the same write (their replies are dropped)."""
+        return self.execute_commands([*before, ("BLMOVE", source, destination, src, dest, timeout)])[-1]
 
     def release(self):
         self.pool.release(self.connection)
+
+
+class CommandBatch:
+    """Commands whose replies nobody needs (counter increments), gathered to ride along with a held
+    connection's next call instead of costing a round trip of their own."""
+
+    def __init__(self):
+        self.commands = []
+
+    def hincrby(self, name, key, amount) -> None:
+        self.commands.append(("HINCRBY", name, key, amount))
+
+    def sadd(self, name, *values) -> None:
+        self.commands.append(("SADD", name, *values))
+
+    def take(self) -> list:
+        commands, self.commands = self.commands, []
+        return commands
 
 
 class ScriptPipeline:
