@@ -45,7 +45,7 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
         if value:
             return value
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
 
 

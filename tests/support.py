@@ -12,6 +12,8 @@ from pathlib import Path
 
 import requests
 
+from bench.systems import wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 
@@ -23,15 +25,11 @@ def free_port() -> int:
 
 
 def wait_for(condition, timeout=15.0, interval=0.05, message="condition"):
-    """Polls `condition` until it returns something truthy; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    """Polls `condition` until it returns something truthy; fails (as a test assertion) after `timeout` seconds."""
+    try:
+        return wait_until(condition, timeout, message, interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 class Background:
