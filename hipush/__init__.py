@@ -13,6 +13,7 @@ def create_app(config=None):
     from . import config as config_module
     from .services import Services
     from .views import admin, comet, docs, errors, rest, sdk, web
+    from .views.corking import CorkedAnswers
 
     config = config or config_module.load()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
@@ -26,6 +27,7 @@ def create_app(config=None):
             app.register_blueprint(blueprint)
     app.register_blueprint(docs.bp)
     errors.init_app(app)
+    app.wsgi_app = CorkedAnswers(app.wsgi_app)
     if config.background:
         services.start_background()
     return app

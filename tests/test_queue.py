@@ -90,32 +90,83 @@ def test_a_poll_limit_leaves_the_rest_queued(ops, redis_client, client_id):
     assert ids(begin(ops, redis_client, client_id, ack="2", limit=2)) == [3]
 
 
+def held_connection(redis_client):
+    return HeldConnection(redis_client.connection_pool)
+
+
+def wait_and_take(ops, held, client_id, me, timeout=0.05, now=NOW, before=()):
+    return ops.wait_and_take(held, client_id, me, timeout, now, 100, 1000, before=before)
+
+
 def test_newer_poller_replaces_the_older(ops, redis_client, client_id):
     begin(ops, redis_client, client_id, me="old")
     assert begin(ops, redis_client, client_id, me="new").poller == "old"
     publish(ops, redis_client, client_id, 1)
-    assert ops.take_if_current(redis_client, client_id, "old", NOW, 100, 1000).entries == []
-    ops.end_poll(redis_client, client_id, "old", 1000)  # not current: leaves the poller alone
-    assert redis_client.get(keys.client_keys(client_id)["poller"]) == b"new"
-    assert ids(ops.take_if_current(redis_client, client_id, "new", NOW, 100, 1000)) == [1]
-    assert redis_client.get(keys.client_keys(client_id)["poller"]) is None  # handing out messages ended it
-    ops.end_poll(redis_client, client_id, "new", 1000)
-    assert redis_client.get(keys.client_keys(client_id)["poller"]) is None
-    assert redis_client.pttl(keys.client_keys(client_id)["online"]) <= 1000
+    held = held_connection(redis_client)
+    try:
+        step = wait_and_take(ops, held, client_id, "old")
+        assert step.poller == "new" and step.entries == [] and not step.ended
+        ops.end_poll(redis_client, client_id, "old", 1000)  # not current: leaves the poller alone
+        assert redis_client.get(keys.client_keys(client_id)["poller"]) == b"new"
+        step = wait_and_take(ops, held, client_id, "new")
+        assert ids(step) == [1] and step.ended  # the message the old poll's wait moved comes first
+        assert redis_client.get(keys.client_keys(client_id)["poller"]) is None  # handing out messages ended it
+        assert redis_client.pttl(keys.client_keys(client_id)["online"]) <= 1000
+    finally:
+        held.release()
 
 
-def test_wait_moves_one_message_into_flight_atomically(ops, redis_client, client_id):
+def test_wait_moves_a_message_into_flight_and_takes_it_in_one_write(ops, redis_client, client_id):
+    begin(ops, redis_client, client_id, me="p")
     publish(ops, redis_client, client_id, 1)
-    held = HeldConnection(redis_client.connection_pool)
+    publish(ops, redis_client, client_id, 2)
+    held = held_connection(redis_client)
     try:
         counted = f"test:{client_id}"  # commands sent in the same write, ahead of the wait
-        assert ops.wait(held, client_id, 0.1, before=[("HINCRBY", counted, "n", 2)]) is not None
+        step = wait_and_take(ops, held, client_id, "p", before=[("HINCRBY", counted, "n", 2)])
+        assert ids(step) == [1, 2] and step.ended
         k = keys.client_keys(client_id)
-        assert redis_client.llen(k["queue"]) == 0 and redis_client.llen(k["inflight"]) == 1
-        assert ops.wait(held, client_id, 0.05) is None
+        assert redis_client.llen(k["queue"]) == 0 and redis_client.llen(k["inflight"]) == 2
         assert redis_client.hget(counted, "n") == b"2"
     finally:
         held.release()
+
+
+def test_a_wait_that_runs_out_ends_the_poll(ops, redis_client, client_id):
+    begin(ops, redis_client, client_id, me="p")
+    held = held_connection(redis_client)
+    try:
+        step = wait_and_take(ops, held, client_id, "p")
+        assert step.entries == [] and step.ended
+        assert redis_client.get(keys.client_keys(client_id)["poller"]) is None
+    finally:
+        held.release()
+
+
+def test_a_wake_up_for_expired_messages_only_keeps_the_poll_waiting(ops, redis_client, client_id):
+    begin(ops, redis_client, client_id, me="p")
+    publish(ops, redis_client, client_id, 1, expires=NOW - 1)
+    held = held_connection(redis_client)
+    try:
+        step = wait_and_take(ops, held, client_id, "p")
+        assert step.expired == [b"1|7"] and step.entries == [] and not step.ended
+        assert redis_client.get(keys.client_keys(client_id)["poller"]) == b"p"
+    finally:
+        held.release()
+
+
+def test_the_first_script_checks_the_token_epoch_before_changing_anything(ops, redis_client, client_id):
+    publish(ops, redis_client, client_id, 1)
+    assert begin_with_epoch(ops, redis_client, client_id, 3).auth == "missing"
+    redis_client.hset(keys.client_meta(client_id), mapping={"app_id": 9, "epoch": 4})
+    assert begin_with_epoch(ops, redis_client, client_id, 3).auth == "revoked"
+    assert redis_client.get(keys.client_keys(client_id)["poller"]) is None  # nothing changed
+    step = begin_with_epoch(ops, redis_client, client_id, 4)
+    assert step.auth == "ok" and step.app_id == 9 and ids(step) == [1]
+
+
+def begin_with_epoch(ops, redis_client, client_id, epoch):
+    return ops.begin_poll(redis_client, client_id, "p", None, NOW, 100, 60_000, 1000, epoch=epoch)
 
 
 def test_a_script_redis_lost_is_loaded_again(ops, redis_client, client_id):

@@ -50,7 +50,7 @@ class Services:
         self.publisher = Publisher(self.store, commands, self.queues, self.stats, self.targets, self.routes,
                                    config.default_expires)
         self.timers = Timers(self.store, self.publisher)
-        self.comet = Comet(self.redis, self.queues, self.stats, config.presence_grace)
+        self.comet = Comet(self.redis, self.queues, self.stats, self.clients, config.presence_grace)
         self.nodes = Nodes(commands, config.public_addr, config.node_ttl)
         self.scheduler = None
 

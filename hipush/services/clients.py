@@ -61,22 +61,32 @@ class Clients:
         lat = max(-GEO_MAX_LATITUDE, min(GEO_MAX_LATITUDE, lat))
         self.commands.geoadd(keys.geo(app_id), (lng, lat, client_id))
 
-    def authenticate(self, client_id: str, token: str) -> int:
-        """The app id of a client whose token is valid, else 401 / 1028."""
+    def token_epoch(self, client_id: str, token: str) -> int:
+        """The epoch of a valid, unexpired token of this client, else 401 / 1028 (revocation is checked
+        against it: by `authenticate`, or by the poll's first script)."""
         epoch = identity.token_epoch(self.secret_key, client_id, token, time.time())
         if epoch is None:
             raise auth_failed("bad or expired token")
+        return epoch
+
+    def authenticate(self, client_id: str, token: str) -> int:
+        """The app id of a client whose token is valid, else 401 / 1028."""
+        epoch = self.token_epoch(client_id, token)
         meta = self._meta(client_id)
         if meta is None or meta["epoch"] != epoch:
             raise auth_failed("token revoked")
         return meta["app_id"]
 
-    def _meta(self, client_id: str):
+    def cache_meta(self, client_id: str) -> bool:
+        """Caches the client's token epoch and app from SQL; False for an unknown client."""
+        return self._meta(client_id, cached=False) is not None
+
+    def _meta(self, client_id: str, cached: bool = True):
         """The token epoch and app of a client: Redis cache first, SQL when it misses."""
         key = keys.client_meta(client_id)
-        cached = self.commands.hgetall(key)
-        if cached:
-            return {"app_id": int(cached[b"app_id"]), "epoch": int(cached[b"epoch"])}
+        found = self.commands.hgetall(key) if cached else None
+        if found:
+            return {"app_id": int(found[b"app_id"]), "epoch": int(found[b"epoch"])}
         client = self.store.get_client(client_id)
         if client is None:
             return None

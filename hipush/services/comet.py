@@ -1,12 +1,15 @@
 """The long poll (SPEC §5): acknowledge, hand back unacknowledged messages, else park on the queue.
 
 A poll holds one connection of the blocking pool for its whole life and
-registers itself as the client's poller ("redis client id:random"). A newer
+registers itself as the client's poller ("redis client id:serial"). A newer
 poll of the same client CLIENT UNBLOCKs the older one, which then answers empty.
+A poll that parks costs two round trips: one script that checks the token's
+epoch, acks and takes; then, in one write, the wait and the take that follows it.
 """
+import itertools
 import time
-import uuid
 
+from ..errors import auth_failed
 from ..storage import queues
 from ..storage.db import now_ms
 from ..storage.redis import CommandBatch, HeldConnection
@@ -15,21 +18,24 @@ BATCH = 100  # most messages handed out by one poll
 
 
 class Comet:
-    def __init__(self, pools, queue_ops, stats, presence_grace: int):
+    def __init__(self, pools, queue_ops, stats, clients, presence_grace: int):
         self.pools = pools
         self.queue_ops = queue_ops
         self.stats = stats
+        self.clients = clients
         self.grace_ms = presence_grace * 1000
         self.parked = {}  # poller id -> redis client id of each poll this worker runs
+        self.serial = itertools.count()  # with the connection's client id, names each poll uniquely
         self.stopping = False
 
-    def poll(self, client_id: str, ack, timeout: int) -> dict:
-        """{"messages": [json text, ...], "missed": n} once messages wait or `timeout` seconds pass."""
+    def poll(self, client_id: str, epoch: int, ack, timeout: int) -> dict:
+        """{"app_id", "messages": [json text, ...], "missed": n} once messages wait or `timeout` seconds pass.
+        `epoch`: the token's (Clients.token_epoch); a revoked one is refused with 401 / 1028."""
         conn = HeldConnection(self.pools.blocking)
-        me = f"{conn.redis_client_id}:{uuid.uuid4().hex[:12]}"
+        me = f"{conn.redis_client_id}:{next(self.serial)}"
         self.parked[me] = conn.redis_client_id
         try:
-            return self._poll(conn, me, client_id, ack, timeout)
+            return self._poll(conn, me, client_id, epoch, ack, timeout)
         finally:
             del self.parked[me]
             conn.release()
@@ -40,32 +46,44 @@ class Comet:
         for redis_client_id in list(self.parked.values()):
             self.pools.commands.client_unblock(redis_client_id)
 
-    def _poll(self, conn, me, client_id, ack, timeout):
+    def _begin(self, conn, me, client_id, epoch, ack, timeout):
+        args = (conn, client_id, me, ack, now_ms(), BATCH, timeout * 1000 + self.grace_ms, self.grace_ms, epoch)
+        step = self.queue_ops.begin_poll(*args)
+        if step.auth == "missing" and self.clients.cache_meta(client_id):  # not cached yet: from SQL
+            step = self.queue_ops.begin_poll(*args)
+        if step.auth != "ok":
+            raise auth_failed("token revoked")
+        return step
+
+    def _poll(self, conn, me, client_id, epoch, ack, timeout):
         deadline = time.monotonic() + timeout
-        step = self.queue_ops.begin_poll(conn, client_id, me, ack, now_ms(), BATCH,
-                                         timeout * 1000 + self.grace_ms, self.grace_ms)
+        step = self._begin(conn, me, client_id, epoch, ack, timeout)
+        app_id = step.app_id
         self._unblock(step.poller)
         counts = CommandBatch()  # sent with the wait, or at the end: no round trip of their own
         self._count(step, counts)
         missed = step.missed
-        while not step.entries and not self.stopping:
+        ended = bool(step.entries)  # a step that took messages has ended the poll itself
+        while not ended and not self.stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0.01:
                 break
-            self.queue_ops.wait(conn, client_id, remaining, before=counts.take())
-            step = self.queue_ops.take_if_current(conn, client_id, me, now_ms(), BATCH, self.grace_ms)
+            step = self.queue_ops.wait_and_take(conn, client_id, me, remaining, now_ms(), BATCH, self.grace_ms,
+                                                before=counts.take())
             self._count(step, counts)
             missed += step.missed
             if step.poller != me:
                 # a newer poll replaced this one; if the wait moved a message into inflight,
                 # wake the newer poll so it hands it out now rather than at its timeout
-                self._unblock(step.poller)
+                if step.moved:
+                    self._unblock(step.poller)
                 self._send(conn, counts)
-                return {"messages": [], "missed": missed}
-        if not step.entries:  # a step that took messages has ended the poll itself
+                return {"app_id": app_id, "messages": [], "missed": missed}
+            ended = step.ended
+        if not ended:
             self.queue_ops.end_poll(conn, client_id, me, self.grace_ms)
         self._send(conn, counts)
-        return {"messages": [queues.message_json(e) for e in step.entries], "missed": missed}
+        return {"app_id": app_id, "messages": [queues.message_json(e) for e in step.entries], "missed": missed}
 
     @staticmethod
     def _send(conn, counts) -> None:

@@ -1,5 +1,6 @@
 """Per-job and per-push delivery counters: sent, arrived, expired, failed (SPEC §3)."""
 import logging
+import time
 from collections import Counter, defaultdict
 
 from ..storage import keys
@@ -48,21 +49,26 @@ class Stats:
             result[name] += value
         return result
 
-    def flush(self, batch: int = 500) -> int:
-        """Moves unflushed counts to SQL in one transaction; one flusher at a time across all workers and nodes."""
+    def flush(self, batch: int = 1000, seconds: float = 0.5) -> int:
+        """Moves unflushed counts to SQL, a transaction per batch, until none are left or `seconds` have passed
+        (what is left waits for the next run); one flusher at a time across all workers and nodes."""
         lock = self.commands.lock(keys.FLUSH_LOCK, timeout=60, blocking=False)
         if not lock.acquire():
             return 0
+        flushed, deadline = 0, time.monotonic() + seconds
         try:
-            rows = self.counters.dirty(batch)
-            claimed = self.counters.claim(rows) if rows else []
-            if claimed:
-                try:
-                    self.store.apply_counter_deltas(claimed)
-                except Exception:
-                    self.counters.mark_dirty(rows)  # the claims stay pending and are applied next time
-                    raise
-                self.counters.mark_applied(claimed)
-            return len(rows)
+            while True:
+                rows = self.counters.dirty(batch)
+                flushed += len(rows)
+                claimed = self.counters.claim(rows) if rows else []
+                if claimed:
+                    try:
+                        self.store.apply_counter_deltas(claimed)
+                    except Exception:
+                        self.counters.mark_dirty(rows)  # the claims stay pending and are applied next time
+                        raise
+                    self.counters.mark_applied(claimed)
+                if len(rows) < batch or time.monotonic() > deadline:
+                    return flushed
         finally:
             lock.release()

@@ -8,6 +8,7 @@ Per job and per push, `live` takes HINCRBYs. A flush renames `live` to
 import uuid
 
 from . import keys
+from .redis import ScriptPipeline
 
 COUNTER_FIELDS = ("sent", "arrived", "expired", "failed")
 
@@ -66,10 +67,10 @@ class CounterStore:
 
     def claim(self, rows) -> list:
         """(kind, id, token, deltas) to apply to SQL for each (kind, id) with unflushed counts; one round trip."""
-        pipe = self.commands.pipeline(transaction=False)
+        pipe = ScriptPipeline(self.commands)
         token = uuid.uuid4().hex  # one per flush: SQL applies the rows of one token in few statements
         for kind, row_id in rows:
-            self._claim(keys=list(keys.counter_keys(kind, row_id)), args=[token], client=pipe)
+            pipe.script(self._claim, keys.counter_keys(kind, row_id), [token])
         claimed = []
         for (kind, row_id), flat in zip(rows, pipe.execute()):
             values = _as_dict(flat)
@@ -80,9 +81,9 @@ class CounterStore:
         return claimed
 
     def mark_applied(self, claimed) -> None:
-        pipe = self.commands.pipeline(transaction=False)
+        pipe = ScriptPipeline(self.commands)
         for kind, row_id, token, _ in claimed:
-            self._mark_applied(keys=[keys.counter_keys(kind, row_id)[1]], args=[token, 3600], client=pipe)
+            pipe.script(self._mark_applied, [keys.counter_keys(kind, row_id)[1]], [token, 3600])
         pipe.execute()
 
     def read(self, kind, row_id):

@@ -12,6 +12,8 @@ headers of what they acked, expired or dropped, for the counters.
 """
 from dataclasses import dataclass, field
 
+import redis
+
 from . import keys
 
 _HELPERS = """
@@ -47,8 +49,17 @@ local function end_if_taken(entries, poller, online, grace_ms)
 end
 """
 
-# KEYS queue inflight missed poller online; ARGV me ack now limit online_ms grace_ms
+# KEYS queue inflight missed poller online meta; ARGV me ack now limit online_ms grace_ms epoch.
+# With an epoch, the client's cached token epoch is checked first (the revocation check rides along):
+# a missing cache entry or another epoch answers {'missing'} / {'revoked'} and changes nothing.
 _BEGIN_POLL = _HELPERS + _END_IF_TAKEN + """
+local app_id = ''
+if ARGV[7] ~= '' then
+  local meta = redis.call('HMGET', KEYS[6], 'app_id', 'epoch')
+  if not meta[1] then return {'missing'} end
+  if meta[2] ~= ARGV[7] then return {'revoked'} end
+  app_id = meta[1]
+end
 local previous = redis.call('GET', KEYS[4]) or ''
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[5])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
@@ -66,17 +77,23 @@ end
 local expired = {}
 local entries, missed = take(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]), expired)
 end_if_taken(entries, KEYS[4], KEYS[5], ARGV[6])
-return {previous, acked, expired, entries, missed}
+return {'ok', app_id, previous, acked, expired, entries, missed}
 """
 
-# KEYS queue inflight missed poller online; ARGV me now limit grace_ms
-_TAKE_IF_CURRENT = _HELPERS + _END_IF_TAKEN + """
+# KEYS queue inflight missed poller online; ARGV me now limit grace_ms. Runs right after a wait, in the
+# same write. Ends the poll when it takes messages, and when it finds nothing at all (the wait ran out,
+# or was cut short); only a wake-up for messages that had all expired lets the poll wait on.
+_TAKE_IF_CURRENT = _HELPERS + """
 local current = redis.call('GET', KEYS[4]) or ''
-if current ~= ARGV[1] then return {current, {}, {}, 0} end
+if current ~= ARGV[1] then return {current, {}, {}, 0, 0} end
 local expired = {}
 local entries, missed = take(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[2]), tonumber(ARGV[3]), expired)
-end_if_taken(entries, KEYS[4], KEYS[5], ARGV[4])
-return {current, expired, entries, missed}
+if #entries > 0 or #expired == 0 then
+  redis.call('DEL', KEYS[4])
+  redis.call('SET', KEYS[5], '1', 'PX', ARGV[4])
+  return {current, expired, entries, missed, 1}
+end
+return {current, expired, entries, missed, 0}
 """
 
 # KEYS poller online; ARGV me grace_ms
@@ -119,6 +136,10 @@ class PollStep:
     expired: list = field(default_factory=list)
     missed: int = 0
     poller: str = ""  # begin: the poll this one replaced; take: the current poll
+    auth: str = "ok"  # begin with an epoch: "ok", "missing" (no cached epoch) or "revoked"
+    app_id: int = None  # begin with an epoch: the client's app
+    ended: bool = False  # take: the step ended the poll
+    moved: bool = False  # take: its wait moved a message into inflight
 
 
 class Queues:
@@ -138,27 +159,33 @@ class Queues:
         pipe.script(self._enqueue, [k["queue"], k["online"], k["missed"]],
                     [raw_entry, self.queue_length, int(online_only)])
 
-    def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms) -> PollStep:
-        """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones)."""
+    def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms, epoch=None) -> PollStep:
+        """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones).
+        With `epoch`, first checks it against the client's cached token epoch (step.auth)."""
         k = keys.client_keys(client_id)
-        previous, acked, expired, entries, missed = self._begin(
-            keys=[k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]],
-            args=[me, ack or "", now_ms, limit, online_ms, grace_ms], client=conn)
-        return PollStep(entries, acked, expired, missed, previous.decode())
+        reply = self._begin(
+            keys=[k["queue"], k["inflight"], k["missed"], k["poller"], k["online"], keys.client_meta(client_id)],
+            args=[me, ack or "", now_ms, limit, online_ms, grace_ms, "" if epoch is None else epoch], client=conn)
+        if reply[0] != b"ok":
+            return PollStep(auth=reply[0].decode())
+        _, app_id, previous, acked, expired, entries, missed = reply
+        return PollStep(entries, acked, expired, missed, previous.decode(), app_id=int(app_id) if app_id else None)
 
-    def take_if_current(self, conn, client_id, me, now_ms, limit, grace_ms) -> PollStep:
-        """Takes what waits if `me` is still the client's poll; like begin_poll, ends it when it found some."""
+    def wait_and_take(self, conn, client_id, me, timeout: float, now_ms, limit, grace_ms, before=()) -> PollStep:
+        """Parks on the queue, then takes what waits if `me` is still the client's poll, in one write: the
+        wait moves the first message into inflight atomically, the take hands it out with any that followed.
+        `before`: commands sent ahead of the wait (their replies are dropped)."""
         k = keys.client_keys(client_id)
-        current, expired, entries, missed = self._take(
-            keys=[k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]],
-            args=[me, now_ms, limit, grace_ms], client=conn)
-        return PollStep(entries, [], expired, missed, current.decode())
-
-    def wait(self, conn, client_id, timeout: float, before=()):
-        """Parks on the queue; moves the first message into inflight atomically (None on timeout or unblock).
-        `before`: commands sent in the same write, ahead of the wait."""
-        k = keys.client_keys(client_id)
-        return conn.blmove(k["queue"], k["inflight"], timeout, "LEFT", "RIGHT", before=before)
+        take_keys = [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]]
+        take_args = [me, now_ms, limit, grace_ms]
+        try:
+            moved, reply = conn.execute_commands([
+                *before, ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT", timeout),
+                ("EVALSHA", self._take.sha, len(take_keys), *take_keys, *take_args)])[-2:]
+        except redis.exceptions.NoScriptError:  # Redis lost its scripts (a restart): load it, take again
+            moved, reply = True, self._take(keys=take_keys, args=take_args, client=conn)
+        current, expired, entries, missed, ended = reply
+        return PollStep(entries, [], expired, missed, current.decode(), ended=bool(ended), moved=moved is not None)
 
     def end_poll(self, conn, client_id, me, grace_ms) -> None:
         k = keys.client_keys(client_id)

@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from .counters import COUNTER_FIELDS
 from .db import COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topics, pushes, subscriptions, topics
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
@@ -16,13 +17,33 @@ def _insert_ignore(table):
     return sa.insert(table).prefix_with("OR IGNORE", dialect="sqlite").prefix_with("IGNORE", dialect="mysql")
 
 
+# Statements of the publish path, built once: building a statement costs more than its (cached) compile.
+_INSERT_RETURNING_ID = {table.name: table.insert().returning(table.c.id, sort_by_parameter_order=True)
+                        for table in (messages, pushes)}
+_TARGET_ROWS_OF_IDS = sa.select(clients.c.app_id, *TARGET_COLUMNS).where(
+    clients.c.client_id.in_(sa.bindparam("ids", expanding=True)))
+
+
 def _insert_many(conn, table, rows: list) -> list:
     """Ids of the rows inserted, in order: one INSERT ... RETURNING where the database has it (SQLite, MariaDB)."""
     if not rows:
         return []
     if conn.dialect.insert_returning and conn.dialect.use_insertmanyvalues:
-        return list(conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+        return list(conn.execute(_INSERT_RETURNING_ID[table.name], rows).scalars())
     return [conn.execute(table.insert().values(**row)).inserted_primary_key[0] for row in rows]
+
+
+def _counter_update(table: str, token: str, rows: list):
+    """One UPDATE adding each row's deltas, skipped for rows that already carry the token. Written as text:
+    building it as an expression costs more than running it (ids and deltas are ints, the token is bound)."""
+    assignments = []
+    for name in COUNTER_FIELDS:
+        cases = " ".join(f"WHEN {row_id} THEN {int(deltas[name])}" for row_id, deltas in rows if deltas.get(name))
+        if cases:
+            assignments.append(f"{name} = {name} + CASE id {cases} ELSE 0 END")
+    ids = ",".join(str(row_id) for row_id, _ in rows)
+    return sa.text(f"UPDATE {table} SET flush_token = :token, {', '.join(assignments)} "
+                   f"WHERE id IN ({ids}) AND (flush_token IS NULL OR flush_token != :token)"), {"token": token}
 
 
 class Store:
@@ -161,8 +182,7 @@ class Store:
         of a push that was never sent."""
         with self.engine.begin() as conn:
             wanted = {client_id for _, _, client_ids in sends for client_id in client_ids}
-            found = {r[1]: (r[0], tuple(r[1:])) for r in conn.execute(
-                sa.select(clients.c.app_id, *TARGET_COLUMNS).where(clients.c.client_id.in_(wanted)))}
+            found = {r[1]: (r[0], tuple(r[1:])) for r in conn.execute(_TARGET_ROWS_OF_IDS, {"ids": list(wanted)})}
             rows_of = [[found[c][1] for c in dict.fromkeys(client_ids) if found.get(c, (None,))[0] == push["app_id"]]
                        for push, _, client_ids in sends]
             now = now_ms()
@@ -288,17 +308,9 @@ class Store:
             groups[(kind, token)].append((int(row_id), deltas))
         with self.engine.begin() as conn:
             for (kind, token), rows in groups.items():
-                table = COUNTER_TABLES[kind]
                 for start in range(0, len(rows), COUNTER_ROWS_PER_UPDATE):
-                    chunk = rows[start:start + COUNTER_ROWS_PER_UPDATE]
-                    changes = {}
-                    for name in {name for _, deltas in chunk for name in deltas}:
-                        by_id = {row_id: int(deltas[name]) for row_id, deltas in chunk if deltas.get(name)}
-                        changes[name] = table.c[name] + sa.case(by_id, value=table.c.id, else_=0)
-                    conn.execute(table.update().where(
-                        table.c.id.in_([row_id for row_id, _ in chunk]),
-                        sa.or_(table.c.flush_token.is_(None), table.c.flush_token != token),
-                    ).values(flush_token=token, **changes))
+                    conn.execute(*_counter_update(COUNTER_TABLES[kind].name, token,
+                                                  rows[start:start + COUNTER_ROWS_PER_UPDATE]))
 
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]

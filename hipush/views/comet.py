@@ -2,7 +2,7 @@
 from flask import Blueprint
 
 from .. import limits as L
-from ..errors import auth_failed
+from ..errors import ApiError, auth_failed
 from ..services import services
 from .render import allow_origin, answer
 from .web import client_params
@@ -16,14 +16,19 @@ def poll():
     client_id, token = params.get("client_id"), params.get("token")
     if not client_id or not token:
         raise auth_failed("client_id and token are required")
-    app_id = services().clients.authenticate(client_id, token)
-    ack = params.get("ack") or None
-    if ack is not None:
-        L.parse_id("ack", ack)
+    clients = services().clients
+    epoch = clients.token_epoch(client_id, token)
     config = services().config
-    timeout = L.parse_int("timeout", params.get("timeout"), 0, config.poll_timeout_max,
-                          default=config.poll_timeout_default)
-    result = services().comet.poll(client_id, ack, timeout)
+    try:
+        ack = params.get("ack") or None
+        if ack is not None:
+            L.parse_id("ack", ack)
+        timeout = L.parse_int("timeout", params.get("timeout"), 0, config.poll_timeout_max,
+                              default=config.poll_timeout_default)
+    except ApiError:
+        clients.authenticate(client_id, token)  # a revoked token is refused before its bad parameters
+        raise
+    result = services().comet.poll(client_id, epoch, ack, timeout)
     missed = f',"missed":{result["missed"]}' if result["missed"] else ""
     body = '{"ok":true,"result":{"messages":[' + ",".join(result["messages"]) + "]" + missed + "}}"
-    return allow_origin(answer(body), services().apps.by_id(app_id))
+    return allow_origin(answer(body), services().apps.by_id(result["app_id"]))
