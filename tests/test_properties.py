@@ -85,7 +85,7 @@ class QueueAckMachine(RuleBasedStateMachine):
         pipe = ScriptPipeline(self.redis)
         for _ in range(count):
             delivery = next(self.ids)
-            self.ops.enqueue(pipe, self.client_id, queues.entry(delivery, 1, 2**60, str(delivery)), False)
+            self.ops.enqueue(pipe, [self.client_id], queues.entry(delivery, 1, 2**60, str(delivery)), False)
             self.published.append(delivery)
         pipe.execute()
 

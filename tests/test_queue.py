@@ -23,8 +23,8 @@ def client_id():
 
 def publish(ops, redis_client, client_id, delivery_id, expires=LATER, online_only=False, job=7):
     pipe = ScriptPipeline(redis_client)
-    ops.enqueue(pipe, client_id, queues.entry(delivery_id, job, expires, f'{{"id":{delivery_id}}}'), online_only)
-    return pipe.execute()[0]
+    ops.enqueue(pipe, [client_id], queues.entry(delivery_id, job, expires, f'{{"id":{delivery_id}}}'), online_only)
+    return ops.enqueued(pipe.execute()[0])[0]
 
 
 def begin(ops, redis_client, client_id, ack=None, me="p1", now=NOW, limit=100):

@@ -12,7 +12,7 @@ from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
 from .clients import Clients
-from .comet import Comet
+from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
 from .jobs import Jobs
 from .nodes import Nodes
@@ -47,10 +47,11 @@ class Services:
         self.topics = Topics(self.store)
         self.targets = Targets(self.store, commands)
         self.routes = Routes(commands, self.stats, config.routes)
-        self.publisher = Publisher(self.store, commands, self.queues, self.stats, self.targets, self.routes,
+        answer_hold = AnswerHold()
+        self.publisher = Publisher(self.store, commands, self.queues, self.stats, self.targets, self.routes, answer_hold,
                                    config.default_expires)
         self.timers = Timers(self.store, self.publisher)
-        self.comet = Comet(self.redis, self.queues, self.stats, self.clients, config.presence_grace)
+        self.comet = Comet(self.redis, self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
         self.nodes = Nodes(commands, config.public_addr, config.node_ttl)
         self.scheduler = None
 

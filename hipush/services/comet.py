@@ -7,6 +7,7 @@ A poll that parks costs two round trips: one script that checks the token's
 epoch, acks and takes; then, in one write, the wait and the take that follows it.
 """
 import itertools
+import threading
 import time
 
 from ..errors import auth_failed
@@ -17,9 +18,38 @@ from ..storage.redis import CommandBatch, HeldConnection
 BATCH = 100  # most messages handed out by one poll
 
 
+class AnswerHold:
+    """Lets a broadcast finish queueing before the polls it wakes in this worker answer.
+
+    A broadcast wakes thousands of parked polls at once; under gevent each woken poll would answer (and
+    take its client's next poll) before the broadcasting call got its turn again, so the call would last as
+    long as the whole delivery. While held, a woken poll parks here for the price of a greenlet switch.
+    The holder answers its caller with no yield in between; the polls go on as soon as it yields.
+    """
+
+    def __init__(self):
+        self._holders = 0
+        self._open = threading.Event()  # gevent's, once the worker is patched
+        self._open.set()
+
+    def hold(self) -> None:
+        self._holders += 1
+        self._open.clear()
+
+    def release(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            self._open.set()
+
+    def wait(self) -> None:
+        if self._holders:
+            self._open.wait()
+
+
 class Comet:
-    def __init__(self, pools, queue_ops, stats, clients, presence_grace: int):
+    def __init__(self, pools, queue_ops, stats, clients, answer_hold: AnswerHold, presence_grace: int):
         self.pools = pools
+        self.answer_hold = answer_hold
         self.queue_ops = queue_ops
         self.stats = stats
         self.clients = clients
@@ -31,6 +61,9 @@ class Comet:
     def poll(self, client_id: str, epoch: int, ack, timeout: int) -> dict:
         """{"app_id", "messages": [json text, ...], "missed": n} once messages wait or `timeout` seconds pass.
         `epoch`: the token's (Clients.token_epoch); a revoked one is refused with 401 / 1028."""
+        # Yield once first: answers already due in this worker (a broadcast's) go out before the polls
+        # their clients send next.
+        time.sleep(0)
         conn = HeldConnection(self.pools.blocking)
         me = f"{conn.redis_client_id}:{next(self.serial)}"
         self.parked[me] = conn.redis_client_id
@@ -80,6 +113,8 @@ class Comet:
                 self._send(conn, counts)
                 return {"app_id": app_id, "messages": [], "missed": missed}
             ended = step.ended
+        if step.entries:
+            self.answer_hold.wait()
         if not ended:
             self.queue_ops.end_poll(conn, client_id, me, self.grace_ms)
         self._send(conn, counts)

@@ -21,12 +21,14 @@ log = logging.getLogger("hipush.publish")
 
 STATUS_SENT, STATUS_WAITING, STATUS_SENDING, STATUS_FAILED, STATUS_CANCELLED = 0, 1, 2, 3, 4
 COMET_TERMINALS = frozenset({"web", "android"})
-PIPELINE_BATCH = 500
+PIPELINE_BATCH = 1000  # clients queued per Redis call of a broadcast (a page of target rows)
+ANSWER_HOLD_SECONDS = 2.0  # a longer broadcast lets this worker's woken polls answer while it goes on
 
 
 class Publisher:
-    def __init__(self, store, commands, queue_ops, stats, targets, routes, default_expires: int):
+    def __init__(self, store, commands, queue_ops, stats, targets, routes, answer_hold, default_expires: int):
         self.store = store
+        self.answer_hold = answer_hold
         self.commands = commands
         self.queue_ops = queue_ops
         self.stats = stats
@@ -96,10 +98,10 @@ class Publisher:
             queued = []
             for (push, message, _), rows in zip(sends, rows_of):
                 body, raw_entry = self._body_and_entry(push, message)
-                queued.append((push, body, rows, *self._queue(pipe, push, raw_entry, rows)))
+                queued.append((push, body, rows, self._queue(pipe, push, raw_entry, rows)))
             results = pipe.execute()
-            for push, body, rows, start, count in queued:
-                self._settle(push, body, rows, results[start:start + count])
+            for push, body, rows, at in queued:
+                self._settle(push, body, rows, self._queued(results, at))
         return [None] * len(sends)
 
     def send(self, push: dict, message: dict) -> None:
@@ -110,20 +112,28 @@ class Publisher:
             return
         body, raw_entry = self._body_and_entry(push, message)
         targeted = 0
+        self.answer_hold.hold()
+        held_until = time.monotonic() + ANSWER_HOLD_SECONDS
         try:
             for rows in self.targets.resolve(push["app_id"], json.loads(push["target"])):
                 for start in range(0, len(rows), PIPELINE_BATCH):
                     page = rows[start:start + PIPELINE_BATCH]
                     pipe = ScriptPipeline(self.commands)
-                    first, count = self._queue(pipe, push, raw_entry, page)
-                    self._settle(push, body, page, pipe.execute()[first:first + count])
+                    at = self._queue(pipe, push, raw_entry, page)
+                    self._settle(push, body, page, [] if at is None else self._queued(pipe.execute(), at))
                     targeted += len(page)
+                    if held_until and time.monotonic() > held_until:
+                        held_until = None
+                        self.answer_hold.release()
                     time.sleep(0)  # under gevent: let the worker's other requests run between batches
+            self.store.finish_push(push_id, STATUS_SENT, targeted)
         except Exception:
             log.exception("push %s failed after %s targets", push_id, targeted)
             self.store.finish_push(push_id, STATUS_FAILED, targeted)
             raise
-        self.store.finish_push(push_id, STATUS_SENT, targeted)
+        finally:
+            if held_until:
+                self.answer_hold.release()
 
     @staticmethod
     def _body_and_entry(push: dict, message: dict):
@@ -136,14 +146,18 @@ class Publisher:
                                   json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
     def _queue(self, pipe, push: dict, raw_entry: str, rows: list):
-        """Adds to `pipe` the push's entry for each long-polling client among the target rows, counted as
-        sent in the same round trip; returns where its results start in the pipeline and how many."""
+        """Adds to `pipe` the push's entry for the long-polling clients among the target rows, counted as
+        sent in the same round trip; returns where its result will be in the pipeline (None: no such client)."""
         comet = [client_id for client_id, terminal_type, _ in rows if terminal_type in COMET_TERMINALS]
-        start = len(pipe)
-        for client_id in comet:
-            self.queue_ops.enqueue(pipe, client_id, raw_entry, push["online_only"])
+        if not comet:
+            return None
+        at = len(pipe)
+        self.queue_ops.enqueue(pipe, comet, raw_entry, push["online_only"])
         self.stats.count("sent", push["id"], push["job_id"], len(comet), pipe)
-        return start, len(comet)
+        return at
+
+    def _queued(self, results: list, at) -> list:
+        return [] if at is None else self.queue_ops.enqueued(results[at])
 
     def _settle(self, push: dict, body: dict, rows: list, results: list) -> None:
         """After queueing: takes back the count of clients skipped (online only, and offline), counts those

@@ -105,17 +105,25 @@ end
 return 1
 """
 
-# KEYS queue online missed; ARGV entry cap online_only
+# KEYS queue, online, missed of each client in turn; ARGV entry cap online_only. One call queues a push for
+# many clients (a broadcast's page): per client 0 (skipped: offline) or the headers the cap dropped.
 _ENQUEUE = """
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return false end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-local over = redis.call('LLEN', KEYS[1]) - tonumber(ARGV[2])
-local dropped = {}
-if over > 0 then
-  for i = 1, over do dropped[i] = string.match(redis.call('LPOP', KEYS[1]), '^[^|]*|[^|]*') end
-  redis.call('INCRBY', KEYS[3], over)
+local results = {}
+local cap = tonumber(ARGV[2])
+for i = 1, #KEYS, 3 do
+  if ARGV[3] == '1' and redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    results[#results + 1] = 0
+  else
+    local over = redis.call('RPUSH', KEYS[i], ARGV[1]) - cap
+    local dropped = {}
+    if over > 0 then
+      for j = 1, over do dropped[j] = string.match(redis.call('LPOP', KEYS[i]), '^[^|]*|[^|]*') end
+      redis.call('INCRBY', KEYS[i + 2], over)
+    end
+    results[#results + 1] = dropped
+  end
 end
-return dropped
+return results
 """
 
 
@@ -153,11 +161,19 @@ class Queues:
         self._end = commands.register_script(_END_POLL)
         self._enqueue = commands.register_script(_ENQUEUE)
 
-    def enqueue(self, pipe, client_id: str, raw_entry: str, online_only: bool) -> None:
-        """Queues on a ScriptPipeline; its result is None (skipped: offline) or the headers dropped by the cap."""
-        k = keys.client_keys(client_id)
-        pipe.script(self._enqueue, [k["queue"], k["online"], k["missed"]],
-                    [raw_entry, self.queue_length, int(online_only)])
+    def enqueue(self, pipe, client_ids, raw_entry: str, online_only: bool) -> None:
+        """Queues one entry for every client on a ScriptPipeline, in one script call; `enqueued` reads its
+        result. Keys of many clients in one call: on Redis Cluster this would be one call per slot."""
+        script_keys = []
+        for client_id in client_ids:
+            k = keys.client_keys(client_id)
+            script_keys += (k["queue"], k["online"], k["missed"])
+        pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only)])
+
+    @staticmethod
+    def enqueued(result) -> list:
+        """Per client of an `enqueue`: None (skipped: offline) or the headers dropped by the cap."""
+        return [None if r == 0 else r for r in result]
 
     def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms, epoch=None) -> PollStep:
         """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones).
