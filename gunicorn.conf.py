@@ -77,3 +77,4 @@ def post_worker_init(worker):
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+

@@ -11,6 +11,7 @@ from .db import COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topi
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
+NO_STATEMENT_CACHE = {"compiled_cache": None}
 
 
 def _insert_ignore(table):
@@ -36,7 +37,8 @@ def _insert_many(conn, table, rows: list) -> list:
 
 def _counter_update(table: str, token: str, rows: list):
     """One UPDATE adding each row's deltas, skipped for rows that already carry the token. Written as text:
-    building it as an expression costs more than running it (ids and deltas are ints, the token is bound)."""
+    building it as an expression costs more than running it (ids and deltas are ints, the token is bound).
+    Every one is new text: run it with NO_STATEMENT_CACHE, or each would fill the engine's statement cache."""
     assignments = []
     for name in COUNTER_FIELDS:
         cases = " ".join(f"WHEN {row_id} THEN {int(deltas[name])}" for row_id, deltas in rows if deltas.get(name))
@@ -328,7 +330,8 @@ class Store:
             for (kind, token), rows in groups.items():
                 for start in range(0, len(rows), COUNTER_ROWS_PER_UPDATE):
                     conn.execute(*_counter_update(COUNTER_TABLES[kind].name, token,
-                                                  rows[start:start + COUNTER_ROWS_PER_UPDATE]))
+                                                  rows[start:start + COUNTER_ROWS_PER_UPDATE]),
+                                 execution_options=NO_STATEMENT_CACHE)
 
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]
