@@ -77,4 +77,3 @@ def post_worker_init(worker):
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
