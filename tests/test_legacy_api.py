@@ -13,7 +13,7 @@ from urllib.parse import quote, quote_from_bytes
 
 import pytest
 
-from support import Api, seed_sign, wait_for
+from support import Api, Background, seed_sign, wait_for
 
 BAD_PARAM = (403, 1024)
 NOT_FOUND = (404, 1026)
@@ -684,6 +684,48 @@ def test_publishing_a_saved_message_twice_makes_two_deliveries(api, app_):
     assert first["content"] == second["content"] == "twice"
     assert first["id"] != second["id"]
     wait_for_stats(api, app_, job, sent=2, arrived=2)
+
+
+def test_a_publish_after_a_broadcast_reaches_each_client_after_it(api, app_):
+    """A broadcast's call answers before its clients are queued (the fan-out runs after the answer, page by
+    page); a unicast sent right after it, which the other worker may take, still arrives second everywhere."""
+    fans = [new_client(api, app_) for _ in range(30)]
+    job = api.new_job(app_)
+    subscribe(api, app_, "order", *fans)
+    for round_number in range(3):
+        publish_multi(api, app_, "order", save_message(api, app_, job, f"broadcast {round_number}"))
+        for fan in fans:
+            api.send(app_, job, fan, f"after {round_number}")
+    for fan in fans:
+        assert [m["content"] for m in api.receive(fan, 6)] == [
+            text for n in range(3) for text in (f"broadcast {n}", f"after {n}")]
+    wait_for_stats(api, app_, job, sent=180, arrived=180)
+
+
+def test_publishes_wait_while_their_apps_broadcast_is_being_queued(api, app_, other_app, redis_client):
+    """While a worker queues a broadcast of an app, its mark is set in Redis: that app's unicasts and
+    broadcasts wait for it (another app's do not), then go out in order once it clears."""
+    from hipush.storage import keys
+
+    client, fan, outsider = new_client(api, app_), new_client(api, app_), new_client(api, other_app)
+    job, other_job = api.new_job(app_), api.new_job(other_app)
+    subscribe(api, app_, "waits", fan)
+    msg = save_message(api, app_, job, "broadcast")
+    mark = keys.broadcasting(app_["id"])
+    redis_client.set(mark, "a broadcast of another worker", px=30_000)
+    try:
+        unicast = Background(Api(api.base).send, app_, job, client, "unicast")
+        broadcast = Background(publish_multi, Api(api.base), app_, "waits", msg)
+        api.send(other_app, other_job, outsider, "not held")  # another app: not held by the mark
+        assert [m["content"] for m in api.receive(outsider, 1)] == ["not held"]
+        assert api.poll(client, timeout=1) == [] and api.poll(fan, timeout=0) == []
+        assert unicast.finished is None and broadcast.finished is None, "they went ahead of the broadcast"
+    finally:
+        redis_client.delete(mark)
+    assert unicast.result(10) == "OK" and broadcast.result(10) == "OK"
+    assert [m["content"] for m in api.receive(client, 1)] == ["unicast"]
+    assert [m["content"] for m in api.receive(fan, 1)] == ["broadcast"]
+    wait_for(lambda: not redis_client.exists(mark), message="the broadcast's own mark is cleared")
 
 
 def test_message_save_refuses_bad_input(api, app_):

@@ -11,6 +11,7 @@ from ..storage.redis import RedisPools
 from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
+from .broadcasts import BroadcastsInFlight
 from .clients import Clients
 from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
@@ -49,7 +50,7 @@ class Services:
         self.routes = Routes(commands, self.stats, config.routes)
         answer_hold = AnswerHold()
         self.publisher = Publisher(self.store, commands, self.queues, self.stats, self.targets, self.routes, answer_hold,
-                                   config.default_expires)
+                                   BroadcastsInFlight(commands), config.default_expires)
         self.timers = Timers(self.store, self.publisher)
         self.comet = Comet(self.redis, self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
         self.nodes = Nodes(commands, config.public_addr, config.node_ttl)

@@ -6,6 +6,10 @@ Long-polling terminals get the push in their comet queue; e-mail and gateway
 terminals are handed to the routes, which deliver off the request path.
 Pushes to named clients, the bulk of the traffic, are recorded and queued in
 batches shared by the worker's concurrent publish calls (batching.GroupCommit).
+A broadcast (all, tags, org, geo) is recorded as sending and its call answers;
+its clients are queued after the answer, page by page, and the push is then
+marked sent (query_msg_status shows which). Later publishes of the same app wait
+for it (broadcasts.BroadcastsInFlight), so per-client order is publish order.
 """
 import json
 import logging
@@ -22,13 +26,16 @@ log = logging.getLogger("hipush.publish")
 STATUS_SENT, STATUS_WAITING, STATUS_SENDING, STATUS_FAILED, STATUS_CANCELLED = 0, 1, 2, 3, 4
 COMET_TERMINALS = frozenset({"web", "android"})
 PIPELINE_BATCH = 1000  # clients queued per Redis call of a broadcast (a page of target rows)
+BEHIND_A_BROADCAST = "behind a broadcast"  # a unicast's batch result: its app has a broadcast being queued
 ANSWER_HOLD_SECONDS = 2.0  # a longer broadcast lets this worker's woken polls answer while it goes on
 
 
 class Publisher:
-    def __init__(self, store, commands, queue_ops, stats, targets, routes, answer_hold, default_expires: int):
+    def __init__(self, store, commands, queue_ops, stats, targets, routes, answer_hold, in_flight,
+                 default_expires: int):
         self.store = store
         self.answer_hold = answer_hold
+        self.in_flight = in_flight
         self.commands = commands
         self.queue_ops = queue_ops
         self.stats = stats
@@ -80,19 +87,38 @@ class Publisher:
                 "push_time": push_time or now, "expires_at": now + 1000 * (expires_in or self.default_expires)}
 
     def publish_now(self, app: dict, message: dict, target: dict, topic_ids, online_only: bool,
-                    push_time: int = None, expires_in: int = None) -> dict:
-        """A push sent before the call answers, so a client gets a caller's pushes in call order."""
-        if target["kind"] != "clients":
-            push = self.create(app, message, target, topic_ids, online_only, STATUS_SENDING, push_time, expires_in)
-            self.send(push, message)
+                    push_time: int = None, expires_in: int = None, after_answer=None) -> dict:
+        """A push sent now, in publish order at every client. To a few named clients: queued before the
+        call answers, together with the worker's concurrent ones. A broadcast: recorded, then queued by
+        `after_answer(work)` once the call has answered (None: before returning)."""
+        if target["kind"] == "clients":
+            push = self._new_push(app, message, target, online_only, STATUS_SENT, push_time, expires_in)
+            while self._to_clients.submit((push, message, target["ids"])) is BEHIND_A_BROADCAST:
+                self.in_flight.wait_none(app["id"])
             return push
-        # a few named clients: recorded as sent and queued together with the worker's concurrent ones
-        push = self._new_push(app, message, target, online_only, STATUS_SENT, push_time, expires_in)
-        self._to_clients.submit((push, message, target["ids"]))
+        mark = self.in_flight.begin(app["id"])
+        try:
+            push = self.create(app, message, target, topic_ids, online_only, STATUS_SENDING, push_time, expires_in)
+        except Exception:
+            self.in_flight.end(app["id"], mark)
+            raise
+        work = lambda: self._fan_out(push, message, mark)  # noqa: E731
+        if after_answer is None:
+            work()
+        else:
+            after_answer(work)
         return push
 
-    def _send_to_clients(self, sends: list) -> list:
-        """A batch of (push, message, client ids): one SQL transaction, one Redis round trip."""
+    def _send_to_clients(self, batch: list) -> list:
+        """A batch of (push, message, client ids): one SQL transaction, one Redis round trip. A push of an app
+        with a broadcast being queued is left out (BEHIND_A_BROADCAST): its caller waits, then tries again."""
+        busy = self.in_flight.busy({push["app_id"] for push, _, _ in batch})
+        sends = [send for send in batch if send[0]["app_id"] not in busy]
+        if sends:
+            self._record_and_queue(sends)
+        return [BEHIND_A_BROADCAST if push["app_id"] in busy else None for push, _, _ in batch]
+
+    def _record_and_queue(self, sends: list) -> None:
         with self.store.sending_to_clients(sends) as rows_of:
             pipe = ScriptPipeline(self.commands)
             queued = []
@@ -102,24 +128,31 @@ class Publisher:
             results = pipe.execute()
             for push, body, rows, at in queued:
                 self._settle(push, body, rows, self._queued(results, at))
-        return [None] * len(sends)
 
     def send(self, push: dict, message: dict) -> None:
-        """Fans out a push whose status the caller has set to sending."""
-        push_id = push["id"]
-        if push["expires_at"] <= now_ms():
-            self.store.finish_push(push_id, STATUS_FAILED, 0)  # expired before it could be sent
-            return
-        body, raw_entry = self._body_and_entry(push, message)
+        """Queues a push whose status the caller has set to sending (a timer's), in publish order."""
+        self._fan_out(push, message, self.in_flight.begin(push["app_id"]))
+
+    def _fan_out(self, push: dict, message: dict, mark: str) -> None:
+        """Queues a push for its targets page by page, then clears the app's in-flight mark. A failure is
+        logged and the push marked failed: its call has answered already."""
+        push_id, app_id = push["id"], push["app_id"]
         targeted = 0
+        started = time.monotonic()
         self.answer_hold.hold()
         held_until = time.monotonic() + ANSWER_HOLD_SECONDS
         try:
-            for rows in self.targets.resolve(push["app_id"], json.loads(push["target"])):
+            if push["expires_at"] <= now_ms():
+                self.store.finish_push(push_id, STATUS_FAILED, 0)  # expired before it could be sent
+                return
+            body, raw_entry = self._body_and_entry(push, message)
+            for rows in self.targets.resolve(app_id, json.loads(push["target"])):
                 for start in range(0, len(rows), PIPELINE_BATCH):
                     page = rows[start:start + PIPELINE_BATCH]
                     pipe = ScriptPipeline(self.commands)
                     at = self._queue(pipe, push, raw_entry, page)
+                    if at is not None:
+                        self.in_flight.keep(pipe, app_id)
                     self._settle(push, body, page, [] if at is None else self._queued(pipe.execute(), at))
                     targeted += len(page)
                     if held_until and time.monotonic() > held_until:
@@ -127,13 +160,20 @@ class Publisher:
                         self.answer_hold.release()
                     time.sleep(0)  # under gevent: let the worker's other requests run between batches
             self.store.finish_push(push_id, STATUS_SENT, targeted)
+            log.info("push %s queued for %s targets in %.0f ms", push_id, targeted, 1000 * (time.monotonic() - started))
         except Exception:
             log.exception("push %s failed after %s targets", push_id, targeted)
-            self.store.finish_push(push_id, STATUS_FAILED, targeted)
-            raise
+            try:
+                self.store.finish_push(push_id, STATUS_FAILED, targeted)
+            except Exception:
+                log.exception("push %s: could not record its failure", push_id)
         finally:
             if held_until:
                 self.answer_hold.release()
+            try:
+                self.in_flight.end(app_id, mark)
+            except Exception:  # Redis is down: the mark expires by itself
+                log.exception("push %s: could not clear its in-flight mark", push_id)
 
     @staticmethod
     def _body_and_entry(push: dict, message: dict):

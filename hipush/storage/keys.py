@@ -34,6 +34,11 @@ def geo(app_id) -> str:
     return f"{PREFIX}:geo:{app_id}"
 
 
+def broadcasting(app_id) -> str:
+    """Set while one of the app's broadcasts is being queued (services/broadcasts.py)."""
+    return f"{PREFIX}:bcast:{app_id}"
+
+
 def rate(scope: str, window_number: int) -> str:
     """Calls counted in one fixed window of a rate limit."""
     return f"{PREFIX}:rate:{scope}:{window_number}"

@@ -5,7 +5,7 @@ from .. import limits as L
 from ..services import services
 from .params import request_params
 from .guards import idempotent, limit_app
-from .render import ok
+from .render import after_answer, ok
 
 bp = Blueprint("admin", __name__)
 METHODS = ["GET", "POST"]
@@ -76,7 +76,8 @@ def _publish_multi(params, app):
     online = L.parse_bool("online", params.get("online"))
     message = services().publisher.message(app, msg_id)
     target = {"kind": "all"} if topic == "*" else {"kind": "tags", "tags": [topic]}
-    services().publisher.publish_now(app, message, target, services().targets.check(app, target), online)
+    services().publisher.publish_now(app, message, target, services().targets.check(app, target), online,
+                                     after_answer=after_answer)
     return ok("OK")
 
 

@@ -23,11 +23,9 @@ class _UncorkWhenClosed:
         return iter(self.body)
 
     def close(self):
-        try:
-            if hasattr(self.body, "close"):
-                self.body.close()
-        finally:
-            _set_cork(self.sock, 0)
+        _set_cork(self.sock, 0)  # first: closing the body may run work meant for after the answer
+        if hasattr(self.body, "close"):
+            self.body.close()
 
 
 class CorkedAnswers:

@@ -1,7 +1,7 @@
 """The answer envelopes (legacy `ok/result`; REST `status` later), JSONP and CORS."""
 import json
 
-from flask import Response, g, request
+from flask import Response, after_this_request, g, request
 
 from ..services.apps import origin_allowed
 
@@ -43,3 +43,12 @@ def allow_any_origin(response: Response) -> Response:
     """CORS for calls that reveal nothing of any app (which node to poll)."""
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
+
+
+def after_answer(work) -> None:
+    """Runs work() once this call's answer has been written (the server closes the answer's body then), in
+    the request's greenlet: a stopping worker waits for it as for any request in progress."""
+    @after_this_request
+    def run_on_close(response: Response) -> Response:
+        response.call_on_close(work)
+        return response

@@ -17,7 +17,7 @@ from ..services.publish import STATUS_WAITING
 from ..storage.db import now_ms
 from .params import request_params
 from .guards import idempotent, limit_app
-from .render import answer, to_json
+from .render import after_answer, answer, to_json
 
 bp = Blueprint("rest", __name__)
 PATH_PREFIXES = ("/push/", "/manager/")
@@ -80,7 +80,7 @@ def _send(params, app, target_of):
     publisher = services().publisher
     message = publisher.new_message(app, job_id, msg_type, content, content_format)
     if push_time <= now_ms():
-        publisher.publish_now(app, message, target, topic_ids, online, push_time, expires_in)
+        publisher.publish_now(app, message, target, topic_ids, online, push_time, expires_in, after_answer)
     else:
         publisher.create(app, message, target, topic_ids, online, STATUS_WAITING, push_time, expires_in)
     return rest_ok(msg_id=message["id"])
