@@ -150,10 +150,9 @@ class Publisher:
                 for start in range(0, len(rows), PIPELINE_BATCH):
                     page = rows[start:start + PIPELINE_BATCH]
                     pipe = ScriptPipeline(self.commands)
+                    self.in_flight.keep(pipe, app_id)  # also on pages of routed terminals only: a long one keeps it
                     at = self._queue(pipe, push, raw_entry, page)
-                    if at is not None:
-                        self.in_flight.keep(pipe, app_id)
-                    self._settle(push, body, page, [] if at is None else self._queued(pipe.execute(), at))
+                    self._settle(push, body, page, self._queued(pipe.execute(), at))
                     targeted += len(page)
                     if held_until and time.monotonic() > held_until:
                         held_until = None
