@@ -6,13 +6,14 @@ and nodes starting at once never race each other.
 import contextlib
 import fcntl
 import time
+import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 Counter = sa.BigInteger
 
@@ -33,6 +34,15 @@ def _counters():
 
 schema_version = sa.Table("hipush_schema", metadata, sa.Column("version", sa.Integer, nullable=False), **_table_args)
 
+# One row, written once when the schema is created: the identity of this installation, also kept in its
+# Redis, so that a node never mixes one installation's database with another's Redis.
+installation = sa.Table(
+    "hipush_installation", metadata,
+    sa.Column("installation_id", sa.String(32), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    **_table_args,
+)
+
 apps = sa.Table(
     "apps", metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -44,6 +54,7 @@ apps = sa.Table(
     sa.Column("allowed_origins", sa.Text, nullable=False),
     sa.Column("publish_rate", sa.Integer),  # publish calls per second; NULL: the server default, 0: unlimited
     sa.Column("subscribe_rate", sa.Integer),  # subscribe calls per second; likewise
+    sa.Column("jsonp", sa.Boolean, nullable=False, server_default=sa.true()),  # client calls may answer as JSONP
     sa.Column("created_at", sa.BigInteger, nullable=False),
     **_table_args,
 )
@@ -188,6 +199,12 @@ def _schema_lock(engine: sa.Engine):
         yield
 
 
+# Each step upgrades a database of the version before it (create_all adds new tables itself).
+_UPGRADES = {
+    2: ["ALTER TABLE apps ADD COLUMN jsonp BOOLEAN NOT NULL DEFAULT 1"],
+}
+
+
 def ensure_schema(engine: sa.Engine) -> None:
     with _schema_lock(engine):
         metadata.create_all(engine, checkfirst=True)
@@ -197,6 +214,19 @@ def ensure_schema(engine: sa.Engine) -> None:
                 conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
             elif version > SCHEMA_VERSION:
                 raise RuntimeError(f"database schema {version} is newer than this hipush ({SCHEMA_VERSION})")
+            else:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _UPGRADES[step]:
+                        conn.execute(sa.text(statement))
+                    conn.execute(schema_version.update().values(version=step))
+            if conn.execute(sa.select(sa.func.count()).select_from(installation)).scalar() == 0:
+                conn.execute(installation.insert().values(installation_id=uuid.uuid4().hex, created_at=now_ms()))
+
+
+def installation_id(engine: sa.Engine) -> str:
+    """This database's installation identity (ensure_schema writes it)."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(installation.c.installation_id)).scalar_one()
 
 
 def now_ms() -> int:
