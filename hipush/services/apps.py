@@ -40,8 +40,9 @@ class Apps:
             raise auth_failed("unknown app_key")
         return app
 
-    def authenticate(self, params) -> dict:
-        """The app a signed call comes from, or 401 / 1028."""
+    def authenticate(self, params, path: str) -> dict:
+        """The app a signed call comes from, or 401 / 1028. `path`: the request path ("/manager/del_tag"),
+        which an HMAC signature covers."""
         if params.all("app_key") and params.all("appkey"):
             raise auth_failed("give app_key or appkey, not both")
         app = self.require(params.get("app_key") or params.get("appkey"))
@@ -55,9 +56,9 @@ class Apps:
         sign = params.get("sign")
         if not sign:
             raise auth_failed("missing sign")
-        if not signing.signature_matches(params.pairs, app["app_secret"], sign):
+        if not signing.signature_matches(path, params.pairs, app["app_secret"], sign):
             app = self.by_key(app["app_key"], fresh=True)  # the secret may have just been rotated
-            if not signing.signature_matches(params.pairs, app["app_secret"], sign):
+            if not signing.signature_matches(path, params.pairs, app["app_secret"], sign):
                 raise auth_failed("wrong sign")
         if method == signing.HMAC_METHOD:
             nonce = params.get("nonce")

@@ -40,7 +40,7 @@ def authenticated(limit=None):
         if not hmac.compare_digest((basic.password or "").encode(), app["app_secret"].encode()):
             raise auth_failed("wrong app_secret")
     else:
-        app = services().apps.authenticate(params)
+        app = services().apps.authenticate(params, request.path)
     if limit:
         limit_app(app, limit)
     return params, app

@@ -1,5 +1,5 @@
 """Web node calls made by clients, unsigned (SPEC §3): ids, tokens, locations, which node to poll."""
-from flask import Blueprint, g
+from flask import Blueprint, g, request
 
 from .. import limits as L
 from ..errors import auth_failed
@@ -49,7 +49,7 @@ def token():
     params = client_params()
     signed_app = None
     if params.first("sign") is not None:
-        signed_app = services().apps.authenticate(params)
+        signed_app = services().apps.authenticate(params, request.path)
     client_id = L.parse_client_id(params.get("client_id"))
     client = services().clients.get(signed_app["id"] if signed_app else None, client_id)
     app = services().apps.by_id(client["app_id"])
