@@ -4,6 +4,8 @@ changes a client registered before (anyone who knows a device id can call it).""
 import time
 import uuid
 
+import pytest
+
 from support import park_poll
 from test_rest_api import (AUTH_FAILED, BAD_PARAM, BEIJING, NOT_ALLOWED, NOT_FOUND, SENT, TOO_LARGE, as_unix,
                            auth_failures, contents, error_of, eventually, ids_of, new_client, push, random_ids,
@@ -15,6 +17,11 @@ TERMINAL_FIELDS = {"terminal_id", "device_id", "terminal_type", "org", "address"
                    "online", "queued_num", "unacked_num"}
 QUERY_CALLS = ["/manager/query_terminal", "/manager/query_terminals"]
 CHANGE_CALLS = ["/manager/update_terminal", "/manager/del_terminal"]
+
+
+def place(lat, lng) -> tuple:
+    """A location as the records give it back: MySQL keeps lat and lng as FLOAT (about 6 significant digits)."""
+    return pytest.approx(lat, abs=1e-3), pytest.approx(lng, abs=1e-3)
 
 
 def terminal(rest, client) -> dict:
@@ -39,8 +46,8 @@ def reached(rest, path, **target) -> int:
     return wait_status(rest, msg_id, status=SENT)["target_num"]
 
 
-def near(rest, place, radius=1000) -> int:
-    return reached(rest, "/push/geo", lat=place[0], lng=place[1], radius=radius)
+def near(rest, point, radius=1000) -> int:
+    return reached(rest, "/push/geo", lat=point[0], lng=point[1], radius=radius)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -71,9 +78,10 @@ def test_query_terminal_shows_its_fields_and_live_state(api, rest, app_, foreign
                           lat=BEIJING[0], lng=BEIJING[1])
     data = terminal(rest, client)
     assert abs(as_unix(data.pop("create_time")) - time.time()) < 120, data
+    assert (data.pop("lat"), data.pop("lng")) == place(*BEIJING)
     assert data == {"terminal_id": client["client_id"], "device_id": device, "terminal_type": "android",
-                    "org": "acme", "address": "reader@example.com", "lat": BEIJING[0], "lng": BEIJING[1],
-                    "online": False, "queued_num": 0, "unacked_num": 0}
+                    "org": "acme", "address": "reader@example.com", "online": False, "queued_num": 0,
+                    "unacked_num": 0}
     for text in ("one", "two", "three"):
         push(rest, [client], text)  # queued before the call answers
     assert terminal(rest, client)["queued_num"] == 3
@@ -134,14 +142,14 @@ def test_update_terminal_changes_what_is_given_and_moves_it_on_the_map(api, rest
 
     data = update(rest, client, terminal_type="android", address="reader@example.com", org="globex")
     assert (data["terminal_type"], data["address"], data["org"], data["lat"], data["lng"]) == \
-        ("android", "reader@example.com", "globex", BEIJING[0], BEIJING[1])
+        ("android", "reader@example.com", "globex", *place(*BEIJING))
     assert terminal(rest, client) == data
     assert (reached(rest, "/push/org", orgs="acme"), reached(rest, "/push/org", orgs="globex",
                                                             terminal_types="android")) == (0, 1)
 
     moved = rest.ok("/manager/update_terminal", {"terminal_id": client["client_id"], "lat": SHANGHAI[0],
                                                  "lng": SHANGHAI[1]}, how="json")["data"]  # JSON numbers
-    assert (moved["lat"], moved["lng"], near(rest, BEIJING), near(rest, SHANGHAI)) == (*SHANGHAI, 0, 1)
+    assert (moved["lat"], moved["lng"], near(rest, BEIJING), near(rest, SHANGHAI)) == (*place(*SHANGHAI), 0, 1)
     cleared = update(rest, client, lat="", lng="", org="")  # empty: no location, no org any more
     assert (cleared["lat"], cleared["lng"], cleared["org"], cleared["address"]) == (None, None, None,
                                                                                     "reader@example.com")
