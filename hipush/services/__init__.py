@@ -12,7 +12,7 @@ from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
 from .broadcasts import BroadcastsInFlight
-from .clients import Clients
+from .clients import META_TTL, Clients
 from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
 from .jobs import Jobs
@@ -21,6 +21,7 @@ from .publish import Publisher
 from .routes import Routes
 from .stats import Stats
 from .targets import Targets
+from .terminals import Terminals
 from .timers import Timers
 from .topics import Topics
 
@@ -43,10 +44,12 @@ class Services:
         self.apps = Apps(self.store, commands)
         self.rate_limiter = RateLimiter(commands)
         self.idempotency = Idempotency(commands)
-        self.clients = Clients(self.store, commands, config.secret_key, config.token_lifetime)
+        self.clients = Clients(self.store, commands, self.queues, config.secret_key, config.token_lifetime)
         self.jobs = Jobs(self.store, self.stats)
         self.topics = Topics(self.store)
         self.targets = Targets(self.store, commands)
+        self.terminals = Terminals(self.store, commands, self.queues, self.stats, self.clients, self.targets,
+                                   META_TTL)
         self.routes = Routes(commands, self.stats, config.routes)
         answer_hold = AnswerHold()
         self.publisher = Publisher(self.store, commands, self.queues, self.stats, self.targets, self.routes, answer_hold,

@@ -1,4 +1,5 @@
 """Clients: ids, tokens, revocation, locations (SPEC §3, §6)."""
+import secrets
 import time
 
 from .. import identity
@@ -7,6 +8,7 @@ from ..storage import keys
 
 META_TTL = 86400
 GEO_MAX_LATITUDE = 85.05112878
+FIRST_EPOCHS = 2**30  # a new client's first token epoch is drawn from so many (the column is a 32-bit INT)
 
 # KEYS meta; ARGV app_id epoch ttl. Never lowers a cached epoch, so a lookup that
 # raced a revocation cannot bring the old epoch back.
@@ -20,18 +22,25 @@ return 1
 
 
 class Clients:
-    def __init__(self, store, commands, secret_key: str, token_lifetime: int):
+    def __init__(self, store, commands, queue_ops, secret_key: str, token_lifetime: int):
         self.store = store
         self.commands = commands
+        self.queue_ops = queue_ops
         self.secret_key = secret_key
         self.token_lifetime = token_lifetime
         self._cache_meta = commands.register_script(_CACHE_META)
 
     def register(self, app: dict, device_id: str, **fields) -> str:
+        """The client id of a device. A new one is registered with the fields given; one registered before keeps
+        its own, whatever is given (changing them is for the app's backend: /manager/update_terminal).
+        A new client's first token epoch is random: the tokens of a deleted client of the same device carry
+        that one's epochs, which it matches with a chance of about one in a billion, so they stay dead."""
         client_id = identity.client_id_for(self.secret_key, app["app_key"], device_id)
-        self.store.upsert_client(client_id, app["id"], device_id, **fields)
-        if fields.get("lat") is not None:
-            self._locate(app["id"], client_id, fields["lat"], fields["lng"])
+        epoch = secrets.randbelow(FIRST_EPOCHS)
+        if self.store.add_client(client_id, app["id"], device_id, token_epoch=epoch, **fields):
+            self.queue_ops.revive(client_id)
+            if fields.get("lat") is not None:
+                self._locate(app["id"], client_id, fields["lat"], fields["lng"])
         return client_id
 
     def get(self, app_id, client_id: str) -> dict:
@@ -51,9 +60,16 @@ class Clients:
         self._cache_meta(keys=[keys.client_meta(client_id)],
                          args=[client["app_id"], self.store.bump_token_epoch(client_id), META_TTL])
 
-    def set_location(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
+    def set_location(self, app_id: int, client_id: str, lat, lng) -> None:
+        """lat and lng None: the client has no known location any more."""
         self.store.update_client(client_id, lat=lat, lng=lng)
-        self._locate(app_id, client_id, lat, lng)
+        if lat is None:
+            self.forget_locations(app_id, [client_id])
+        else:
+            self._locate(app_id, client_id, lat, lng)
+
+    def forget_locations(self, app_id: int, client_ids) -> None:
+        self.commands.zrem(keys.geo(app_id), *client_ids)
 
     def _locate(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
         """The SQL row keeps the location; the app's Redis geo index answers /push/geo.

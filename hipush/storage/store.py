@@ -86,16 +86,15 @@ class Store:
             return conn.execute(apps.update().where(apps.c.app_key == app_key).values(**values)).rowcount == 1
 
     # clients
-    def upsert_client(self, client_id: str, app_id: int, device_id: str, **fields) -> None:
-        """Registers a client, or updates the fields given for one that exists."""
+    def add_client(self, client_id: str, app_id: int, device_id: str, **fields) -> bool:
+        """Registers a client with the fields given (None: the default); one that exists is left as it is.
+        True when it was added."""
         given = {k: v for k, v in fields.items() if v is not None}
         with self.engine.begin() as conn:
-            conn.execute(_insert_ignore(clients).values(
+            return conn.execute(_insert_ignore(clients).values(
                 client_id=client_id, app_id=app_id, device_id=device_id, created_at=now_ms(),
                 **{"terminal_type": "web", **given},
-            ))
-            if given:
-                conn.execute(clients.update().where(clients.c.client_id == client_id).values(**given))
+            )).rowcount == 1
 
     def get_client(self, client_id: str):
         return self._one(sa.select(clients).where(clients.c.client_id == client_id))
@@ -109,6 +108,27 @@ class Store:
             conn.execute(clients.update().where(clients.c.client_id == client_id)
                          .values(token_epoch=clients.c.token_epoch + 1))
             return conn.execute(sa.select(clients.c.token_epoch).where(clients.c.client_id == client_id)).scalar()
+
+    def list_clients(self, app_id: int, start: int, limit: int, topic_id=None, org=None, terminal_type=None):
+        """(total, rows) of the app's clients, by client id; optionally only the topic's subscribers, an org's
+        clients, or a terminal type's."""
+        query = sa.select(clients).where(clients.c.app_id == app_id)
+        if topic_id is not None:
+            query = query.where(clients.c.client_id.in_(
+                sa.select(subscriptions.c.client_id).where(subscriptions.c.topic_id == topic_id)))
+        if org is not None:
+            query = query.where(clients.c.org == org)
+        if terminal_type is not None:
+            query = query.where(clients.c.terminal_type == terminal_type)
+        return self._page(query, clients.c.client_id, start, limit)
+
+    def delete_clients(self, app_id: int, client_ids) -> None:
+        """Deletes the app's clients among client_ids, and their subscriptions."""
+        mine = clients.c.app_id == app_id, clients.c.client_id.in_(list(client_ids))
+        with self.engine.begin() as conn:
+            conn.execute(subscriptions.delete().where(
+                subscriptions.c.client_id.in_(sa.select(clients.c.client_id).where(*mine))))
+            conn.execute(clients.delete().where(*mine))
 
     def clients_of_app(self, app_id: int, client_ids) -> set:
         """The subset of client_ids that exist and belong to the app."""
@@ -199,21 +219,26 @@ class Store:
         """sends: (push, message, client ids) each. Records every push as sent (and its message, if new:
         without an id) and yields each one's target rows with the transaction still open: the caller queues the
         pushes, then it commits. One transaction for many unicasts, and a failed queueing leaves no record
-        of a push that was never sent."""
+        of a push that was never sent. A push naming a client that is gone (deleted since Targets.check found
+        it) is not recorded: its rows are None, and it gets no id."""
         with self.engine.begin() as conn:
             wanted = {client_id for _, _, client_ids in sends for client_id in client_ids}
             found = {r[1]: (r[0], tuple(r[1:])) for r in conn.execute(_TARGET_ROWS_OF_IDS, {"ids": list(wanted)})}
-            rows_of = [[found[c][1] for c in dict.fromkeys(client_ids) if found.get(c, (None,))[0] == push["app_id"]]
-                       for push, _, client_ids in sends]
+            rows_of = []
+            for push, _, client_ids in sends:
+                named = dict.fromkeys(client_ids)
+                rows = [found[c][1] for c in named if found.get(c, (None,))[0] == push["app_id"]]
+                rows_of.append(rows if len(rows) == len(named) else None)
+            recorded = [(push, message, rows) for (push, message, _), rows in zip(sends, rows_of) if rows is not None]
             now = now_ms()
-            new = [(push, message) for push, message, _ in sends if "id" not in message]
+            new = [(push, message) for push, message, _ in recorded if "id" not in message]
             ids = _insert_many(conn, messages, [{"app_id": push["app_id"], "created_at": now, **message}
                                                 for push, message in new])
             for (push, message), message_id in zip(new, ids):
                 message["id"] = push["message_id"] = message_id
-            for (push, _, _), rows in zip(sends, rows_of):
+            for push, _, rows in recorded:
                 push.update(target_num=len(rows), send_time=now, created_at=now)
-            for (push, _, _), push_id in zip(sends, _insert_many(conn, pushes, [push for push, _, _ in sends])):
+            for (push, _, _), push_id in zip(recorded, _insert_many(conn, pushes, [r[0] for r in recorded])):
                 push["id"] = push_id
             yield rows_of
 
@@ -298,10 +323,13 @@ class Store:
             conn.execute(topics.delete().where(topics.c.id == topic_id))
 
     def list_topics(self, app_id: int, start: int, limit: int):
-        query = sa.select(topics).where(topics.c.app_id == app_id)
+        return self._page(sa.select(topics).where(topics.c.app_id == app_id), topics.c.id, start, limit)
+
+    def _page(self, query, order, start: int, limit: int):
+        """(total, rows) of one page of a query's rows."""
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
-            rows = conn.execute(query.order_by(topics.c.id).offset(start).limit(limit)).mappings()
+            rows = conn.execute(query.order_by(order).offset(start).limit(limit)).mappings()
             return total, [dict(r) for r in rows]
 
     def count_subscribers(self, topic_id: int) -> int:
