@@ -322,10 +322,12 @@ class Store:
     def apply_counter_deltas(self, claimed) -> None:
         """Adds each (kind, id, token, deltas) to its job's or push's counters, once per flush token
         however often it is applied; all in one transaction, one UPDATE per kind, token and 200 rows
-        (a flush claims its rows under one token; one left from a failed flush keeps its own)."""
+        (a flush claims its rows under one token; one left from a failed flush keeps its own).
+        A row whose deltas are all zero is applied as nothing."""
         groups = defaultdict(list)
         for kind, row_id, token, deltas in claimed:
-            groups[(kind, token)].append((int(row_id), deltas))
+            if any(deltas.values()):  # counts that cancel out (sent +1 then -1) change nothing: no statement
+                groups[(kind, token)].append((int(row_id), deltas))
         with self.engine.begin() as conn:
             for (kind, token), rows in groups.items():
                 for start in range(0, len(rows), COUNTER_ROWS_PER_UPDATE):
