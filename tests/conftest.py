@@ -75,6 +75,20 @@ def redis_client(test_config):
     client.close()
 
 
+@pytest.fixture
+def spare_redis():
+    """An empty Redis of the test's own (an embedded redis-server in a fresh directory), gone after the test."""
+    path = Path(tempfile.mkdtemp(prefix="hps-", dir="/tmp"))  # short: it holds a unix socket
+    server = EmbeddedRedis(path)
+    server.ensure_running(detach=False)
+    client = redis.Redis(unix_socket_path=str(server.socket))
+    client.url = f"unix://{server.socket}"
+    yield client
+    client.close()
+    server.stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def server(backend_env, redis_client):
     """One hipush with 2 gevent workers, shared by the end-to-end tests."""

@@ -1,11 +1,15 @@
 """Delivery counters: live in Redis, flushed to SQL, each count exactly once (hipush.services.stats)."""
+import logging
+
 import pytest
+import sqlalchemy as sa
 
 from hipush.services.stats import Stats
 from hipush.storage import keys
 from hipush.storage.counters import CounterStore
-from hipush.storage.db import now_ms
-from support import wait_for
+from hipush.storage.db import make_engine, now_ms
+from hipush.storage.store import Store
+from support import free_port, wait_for
 
 
 @pytest.fixture
@@ -54,6 +58,43 @@ def test_a_flush_interrupted_after_its_claim_is_applied_exactly_once(stats, stor
         pass
     assert stats.totals("job", job)["sent"] == 4
     assert store.counter_row("job", job)["sent"] == 4
+
+
+def test_a_row_sql_refuses_is_logged_and_held_back_and_every_other_row_lands(store, app_id, spare_redis, caplog):
+    """A counter row that cannot be applied (here: its id is no number) once failed its whole batch on every
+    flush. Now it is found alone, logged at ERROR with its counts, and left out of the flushes for a while."""
+    stats = Stats(store, CounterStore(spare_redis), spare_redis)  # the only flusher of this Redis
+    jobs = [store.create_job(app_id, "j", "t") for _ in range(20)]
+    for n, job in enumerate(jobs):
+        stats.count("sent", 0, job, n + 1)  # push id 0: no such row, the job rows are what is looked at
+    stats.counters.add({("job", "bad"): {"sent": 7}, ("push", "worse"): {"arrived": 2}})
+    with caplog.at_level(logging.ERROR, logger="hipush.stats"):
+        stats.flush()
+    assert [store.counter_row("job", job)["sent"] for job in jobs] == list(range(1, 21))
+    refused = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert len(refused) == 2
+    assert refused[0].startswith("counter row job bad (flush token ") and "{'sent': 7}" in refused[0]
+    assert refused[1].startswith("counter row push worse (flush token ") and "{'arrived': 2}" in refused[1]
+    assert stats.totals("job", jobs[0])["sent"] == 1
+    caplog.clear()
+    stats.count("arrived", 0, jobs[0], 1)
+    stats.counters.add({("job", "bad"): {"sent": 1}})  # new counts of a held row wait with it
+    with caplog.at_level(logging.ERROR, logger="hipush.stats"):
+        stats.flush()
+    assert store.counter_row("job", jobs[0])["arrived"] == 1
+    assert not caplog.records  # not tried again at once
+    assert {m for m in spare_redis.zrange(keys.COUNTERS_HELD, 0, -1)} == {b"job:bad", b"push:worse"}
+
+
+def test_a_database_that_does_not_answer_holds_no_row_back(spare_redis):
+    """When the database itself fails, no row is to blame: every row waits for the next flush, none is held."""
+    unreachable = Store(make_engine(f"mysql+pymysql://root@127.0.0.1:{free_port()}/hipush"))
+    stats = Stats(unreachable, CounterStore(spare_redis), spare_redis)
+    stats.count("sent", 1, 1, 3)
+    with pytest.raises(sa.exc.OperationalError):
+        stats.flush()
+    assert spare_redis.zcard(keys.COUNTERS_HELD) == 0
+    assert spare_redis.smembers(keys.COUNTERS_DIRTY) == {b"push:1", b"job:1"}
 
 
 def _push_rest(api, store, app, client, **params) -> int:

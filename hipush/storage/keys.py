@@ -8,6 +8,7 @@ and pending halves of one counter.
 PREFIX = "hp"
 NODES = f"{PREFIX}:nodes"  # sorted set: public addr -> last heartbeat (unix ms)
 COUNTERS_DIRTY = f"{PREFIX}:cnt:dirty"  # set of "kind:id" with unflushed counts
+COUNTERS_HELD = f"{PREFIX}:cnt:held"  # sorted set: "kind:id" that SQL refused -> unix ms of its next try
 FLUSH_LOCK = f"{PREFIX}:lock:flush"
 
 

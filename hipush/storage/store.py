@@ -335,6 +335,15 @@ class Store:
                                                   rows[start:start + COUNTER_ROWS_PER_UPDATE]),
                                  execution_options=NO_STATEMENT_CACHE)
 
+    def reachable(self) -> bool:
+        """Whether the database answers at all (a failing statement may be its fault or the statement's)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]
         return self._one(sa.select(table.c.sent, table.c.arrived, table.c.expired, table.c.failed,
