@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from hipush import config as config_module
 from hipush.storage import db
 from hipush.storage.embedded import EmbeddedRedis
+from hipush.storage.installation import Installation
+from hipush.storage.store import Store
 from support import Api, Server
 
 TEST_REDIS_URL = os.environ.get("HIPUSH_TEST_REDIS_URL", "")
@@ -71,6 +73,12 @@ def redis_client(test_config):
     if test_config.embedded_redis:
         EmbeddedRedis(test_config.data_dir).ensure_running(detach=True)
     client = redis.Redis.from_url(test_config.effective_redis_url)
+    # the run's Redis belongs to the run's database from the start, as a node would pair them: a test that
+    # writes to it before any server started would otherwise make the first server refuse it
+    engine = db.make_engine(test_config.database_url)
+    db.ensure_schema(engine)
+    Installation(client, Store(engine), test_config.effective_redis_url, test_config.database_url).check()
+    engine.dispose()
     yield client
     client.close()
 
@@ -112,8 +120,6 @@ def app_(server, store):
 @pytest.fixture(scope="session")
 def store(test_config):
     """The run's SQL store, in-process (SQLite file or MySQL)."""
-    from hipush.storage.store import Store
-
     engine = db.make_engine(test_config.database_url)
     db.ensure_schema(engine)
     yield Store(engine)

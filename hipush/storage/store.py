@@ -7,7 +7,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from .counters import COUNTER_FIELDS
-from .db import COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topics, pushes, subscriptions, topics
+from .db import (COUNTER_TABLES, apps, clients, installation, jobs, messages, now_ms, push_topics, pushes,
+                 subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -348,3 +349,18 @@ class Store:
         table = COUNTER_TABLES[kind]
         return self._one(sa.select(table.c.sent, table.c.arrived, table.c.expired, table.c.failed,
                                    table.c.flush_token).where(table.c.id == row_id))
+
+    # the installation
+    def predates_installation(self) -> bool:
+        """Whether apps were made before the installation identity: the database of a hipush from before
+        identities, upgraded in place."""
+        first_app = sa.select(sa.func.min(apps.c.created_at)).scalar_subquery()
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sa.select(installation.c.created_at > first_app)).scalar())
+
+    def pushes_awaiting_delivery(self, now: int) -> int:
+        """Pushes not yet expired whose counts say that some of their messages were still queued."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(pushes).where(
+                pushes.c.expires_at > now,
+                pushes.c.sent > pushes.c.arrived + pushes.c.expired + pushes.c.failed)).scalar()
