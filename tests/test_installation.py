@@ -97,6 +97,7 @@ def publish(api, app, client, content, **params) -> dict:
 def test_a_redis_of_another_installation_is_refused_until_reset_redis(new_database, node_env, servers, spare_redis):
     old_url, new_url = new_database("b"), new_database("c")
     old = servers(node_env(old_url))
+    assert spare_redis.get(keys.INSTALLATION).decode() == identity(old_url)  # an empty Redis is adopted
     api = Api(old.base)
     app = old.create_app()
     client = api.register(app, "d")
