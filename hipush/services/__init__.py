@@ -6,6 +6,7 @@ from flask import current_app
 from ..storage.counters import CounterStore
 from ..storage.db import ensure_schema, make_engine
 from ..storage.embedded import EmbeddedRedis
+from ..storage.installation import Installation
 from ..storage.queues import Queues
 from ..storage.redis import RedisPools
 from ..storage.store import Store
@@ -39,6 +40,9 @@ class Services:
         self.store = Store(self.engine)
         self.redis = RedisPools(config.effective_redis_url, config.max_parked_polls, config.poll_timeout_max)
         commands = self.redis.commands
+        self.installation = Installation(commands, self.store, config.effective_redis_url, config.database_url)
+        # raises InstallationMismatch for another installation's Redis (gunicorn's master checked it already)
+        self.installation.check(unreachable_ok=True)
         self.queues = Queues(commands, config.limits.queue_length)
         self.stats = Stats(self.store, CounterStore(commands), commands)
         self.apps = Apps(self.store, commands)
@@ -60,8 +64,8 @@ class Services:
         self.scheduler = None
 
     def start_background(self) -> None:
-        """Heartbeats, counter flushes and timed pushes, on APScheduler."""
-        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1)]
+        """Heartbeats, counter flushes, timed pushes and the Redis' installation identity, on APScheduler."""
+        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1), (self.installation.keep, 5)]
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:

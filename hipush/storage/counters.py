@@ -4,7 +4,10 @@ Per job and per push, `live` takes HINCRBYs. A flush renames `live` to
 `pending` with a fresh token, adds it to the SQL row together with the token
 (the SQL update is skipped when the row already carries that token), then marks
 `pending` applied. A reader adds `pending` only while SQL lacks its token.
+A row that SQL refuses is held back a while (its claim stays pending, with its
+token), so that it is neither lost nor retried ahead of the others.
 """
+import time
 import uuid
 
 from . import keys
@@ -34,6 +37,14 @@ return 1
 """
 
 
+# KEYS held; ARGV now_ms: takes the held rows that are due again, returns them and the rows still held
+_TAKE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return {due, redis.call('ZRANGE', KEYS[1], 0, -1)}
+"""
+
+
 def _as_dict(flat):
     return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
@@ -43,6 +54,7 @@ class CounterStore:
         self.commands = commands
         self._claim = commands.register_script(_CLAIM)
         self._mark_applied = commands.register_script(_MARK_APPLIED)
+        self._take_due = commands.register_script(_TAKE_DUE)
 
     def add(self, increments: dict, pipe=None) -> None:
         """increments: {(kind, id): {field: n}}; queued on `pipe` when given, else sent now."""
@@ -60,7 +72,18 @@ class CounterStore:
             pipe.execute()
 
     def dirty(self, count: int) -> list:
-        return [m.decode().split(":") for m in self.commands.spop(keys.COUNTERS_DIRTY, count) or []]
+        """Up to `count` rows with unflushed counts, and the held rows that are due again; rows still held wait."""
+        pipe = ScriptPipeline(self.commands)
+        pipe.spop(keys.COUNTERS_DIRTY, count)
+        pipe.script(self._take_due, [keys.COUNTERS_HELD], [int(time.time() * 1000)])
+        popped, (due, held) = pipe.execute()
+        held = set(held)
+        return [m.decode().split(":") for m in dict.fromkeys([*(popped or []), *due]) if m not in held]
+
+    def hold(self, rows, seconds: float) -> None:
+        """Leaves rows out of flushes for `seconds`; they are tried again after that."""
+        retry_at = int((time.time() + seconds) * 1000)
+        self.commands.zadd(keys.COUNTERS_HELD, {f"{kind}:{row_id}": retry_at for kind, row_id in rows})
 
     def mark_dirty(self, rows) -> None:
         self.commands.sadd(keys.COUNTERS_DIRTY, *(f"{kind}:{row_id}" for kind, row_id in rows))

@@ -138,6 +138,9 @@ class ScriptPipeline:
     def sadd(self, name, *values) -> None:
         self.pipe.sadd(name, *values)
 
+    def spop(self, name, count) -> None:
+        self.pipe.spop(name, count)
+
     def pexpire(self, name, milliseconds) -> None:
         self.pipe.pexpire(name, milliseconds)
 

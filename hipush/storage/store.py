@@ -7,7 +7,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from .counters import COUNTER_FIELDS
-from .db import COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topics, pushes, subscriptions, topics
+from .db import (COUNTER_TABLES, apps, clients, installation, jobs, messages, now_ms, push_topics, pushes,
+                 subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -350,10 +351,12 @@ class Store:
     def apply_counter_deltas(self, claimed) -> None:
         """Adds each (kind, id, token, deltas) to its job's or push's counters, once per flush token
         however often it is applied; all in one transaction, one UPDATE per kind, token and 200 rows
-        (a flush claims its rows under one token; one left from a failed flush keeps its own)."""
+        (a flush claims its rows under one token; one left from a failed flush keeps its own).
+        A row whose deltas are all zero is applied as nothing."""
         groups = defaultdict(list)
         for kind, row_id, token, deltas in claimed:
-            groups[(kind, token)].append((int(row_id), deltas))
+            if any(deltas.values()):  # counts that cancel out (sent +1 then -1) change nothing: no statement
+                groups[(kind, token)].append((int(row_id), deltas))
         with self.engine.begin() as conn:
             for (kind, token), rows in groups.items():
                 for start in range(0, len(rows), COUNTER_ROWS_PER_UPDATE):
@@ -361,7 +364,31 @@ class Store:
                                                   rows[start:start + COUNTER_ROWS_PER_UPDATE]),
                                  execution_options=NO_STATEMENT_CACHE)
 
+    def reachable(self) -> bool:
+        """Whether the database answers at all (a failing statement may be its fault or the statement's)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]
         return self._one(sa.select(table.c.sent, table.c.arrived, table.c.expired, table.c.failed,
                                    table.c.flush_token).where(table.c.id == row_id))
+
+    # the installation
+    def predates_installation(self) -> bool:
+        """Whether apps were made before the installation identity: the database of a hipush from before
+        identities, upgraded in place."""
+        first_app = sa.select(sa.func.min(apps.c.created_at)).scalar_subquery()
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sa.select(installation.c.created_at > first_app)).scalar())
+
+    def pushes_awaiting_delivery(self, now: int) -> int:
+        """Pushes not yet expired whose counts say that some of their messages were still queued."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(pushes).where(
+                pushes.c.expires_at > now,
+                pushes.c.sent > pushes.c.arrived + pushes.c.expired + pushes.c.failed)).scalar()
