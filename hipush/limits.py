@@ -159,18 +159,25 @@ def parse_list(name, value, max_items, parse_item):
 
 
 def parse_json(name, text: str):
-    """A JSON document: nested at most MAX_JSON_DEPTH deep, and no name twice in any of its objects.
+    """A JSON document: nested at most MAX_JSON_DEPTH deep, no name twice in any of its objects, and
+    UTF-8 text throughout.
 
     The depth is measured by a flat scan before parsing, so json.loads (which recurses once per level)
     never sees a deeper document. A repeated name is refused rather than letting the last one win, as a
-    repeated query parameter is.
+    repeated query parameter is. An escaped lone surrogate ("\\ud800") is valid JSON but no UTF-8
+    text: every later step (signing, storing) would fail on it.
     """
     if _json_depth(text) > MAX_JSON_DEPTH:
         raise bad_param(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text, object_pairs_hook=lambda pairs: _unique_names(name, pairs))
+        value = json.loads(text, object_pairs_hook=lambda pairs: _unique_names(name, pairs))
     except ValueError:
         raise bad_param(f"{name} is not valid JSON") from None
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_param(f"{name} holds a lone surrogate (\\ud800-\\udfff), which is not UTF-8 text") from None
+    return value
 
 
 def _json_depth(text: str) -> int:

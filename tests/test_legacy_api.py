@@ -643,6 +643,14 @@ def test_a_json_body_nested_deeper_than_32_levels_is_a_bad_parameter(api, path):
     assert "nests deeper" not in response.text
 
 
+def test_a_json_body_with_an_escaped_lone_surrogate_is_refused(api, app_):
+    """Valid JSON, but "\\ud800" is no UTF-8 text: a parameter must be UTF-8, as in a query or form (it answered
+    500, unauthenticated)."""
+    for fields in ({"app_key": app_["app_key"], "device_id": "d", "org": "\ud800"}, {"app_key": "\udc00"}):
+        response = api.http.post(api.base + "/user/genId", data=json.dumps(fields), headers=JSON, timeout=30)
+        assert error_body(response) == BAD_PARAM, fields
+
+
 def test_a_json_body_naming_a_parameter_twice_is_refused_and_sends_nothing(api, app_):
     """As a parameter given twice in a query string or form is: the last one no longer wins."""
     client = new_client(api, app_)

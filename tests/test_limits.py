@@ -117,3 +117,9 @@ def test_a_notification_nested_too_deep_or_naming_a_field_twice_is_refused():
     for msg in ('{"extras": {"k": ' + nested(31) + "}}", '{"extras": {"k": ' + nested(2000) + "}}",
                 '{"title": "a", "title": "b"}'):
         assert error_of(L.parse_message, 1, msg) == (403, 1024)
+
+
+@pytest.mark.parametrize("text", ['"\\ud800"', '{"a": ["\\udc00"]}', '{"\\ud800": 1}', '"\\ude00\\ud83d"'])
+def test_json_holding_an_escaped_lone_surrogate_is_refused(text):
+    assert error_of(L.parse_json, "body", text) == (403, 1024)
+    assert L.parse_json("body", '"\\ud83d\\ude00"') == "😀"  # a pair is one character

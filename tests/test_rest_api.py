@@ -360,7 +360,10 @@ def test_a_json_body_is_signed_over_its_top_level_fields(api, rest, app_):
 
 def test_malformed_json_bodies_are_bad_parameters(api, rest, app_):
     auth = (app_["app_key"], app_["app_secret"])
-    for raw in (b"{not json", b'["a", "list"]', b'"text"', '{"msg": "\udcff"}'.encode("utf-8", "surrogatepass")):
+    for raw in (b"{not json", b'["a", "list"]', b'"text"', '{"msg": "\udcff"}'.encode("utf-8", "surrogatepass"),
+                # valid JSON, but an escaped lone surrogate is no UTF-8 text (it answered 500)
+                b'{"msg_type": 0, "msg": "\\ud800"}', b'{"msg_type": 0, "msg": "x", "\\udc00": "y"}',
+                b'{"msg_type": 1, "msg": "{\\"title\\": \\"\\\\ud800\\"}"}'):
         response = api.http.post(api.base + "/push/all", data=raw, auth=auth,
                                  headers={"Content-Type": "application/json"}, timeout=30)
         assert error_of(response) == BAD_PARAM, raw
