@@ -117,6 +117,19 @@ def post_chunked(base: str, path: str, body: bytes, headers=(), chunk_bytes=8192
         connection.close()
 
 
+def send_raw(base: str, request: bytes):
+    """(http status, body) of the answer to `request`, bytes sent exactly as given (e.g. malformed framing);
+    read until the server closes the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
 def seed_sign(pairs, secret: str) -> str:
     """The seed's signature, written out independently of hipush.signing."""
     named = [("app_key" if k == "appkey" else k, v) for k, v in pairs if k != "sign"]

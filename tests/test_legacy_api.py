@@ -14,7 +14,7 @@ from urllib.parse import quote, quote_from_bytes, urlencode
 
 import pytest
 
-from support import Api, Background, post_chunked, seed_sign, wait_for
+from support import Api, Background, post_chunked, seed_sign, send_raw, wait_for
 
 BAD_PARAM = (403, 1024)
 NOT_FOUND = (404, 1026)
@@ -627,6 +627,17 @@ def test_a_body_over_64_kb_is_too_large_however_it_is_framed_and_sends_nothing(a
     at_cap = signed_form_of(app_, private_params(job, client, "at the cap").items(), BODY_CAP)
     assert post_chunked(api.base, "/publish/private", at_cap) == (200, {"ok": True, "result": "OK"})
     assert [m["content"] for m in api.receive(client, 1)] == ["at the cap"]
+
+
+@pytest.mark.parametrize("framing", [b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcdef\r\n0\r\n\r\n",
+                                     b"3\r\nabc\r\n0\r\nnot a trailer\r\n\r\n"])
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "application/json"])
+def test_a_malformed_chunked_body_is_a_bad_parameter(api, framing, content_type):
+    """A bad chunk size, a chunk longer than it said, a bad trailer: the client's error (it answered 500)."""
+    head = (f"POST /publish/private HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    status, body = send_raw(api.base, head + framing)
+    assert (status, json.loads(body)["error"]) == BAD_PARAM, body
 
 
 def nested_json(depth: int) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 
 import gevent
 from flask import current_app, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import limits as L
@@ -75,6 +76,8 @@ def _body(max_bytes: int, seconds: int) -> bytes:
             body = request.get_data(cache=True)
     except _BodyTimeout:
         raise request_timeout(f"the request body did not arrive within {seconds} s") from None
+    except ParseException as exc:  # a malformed chunk or trailer: gunicorn closes the connection after the answer
+        raise bad_param(f"the request body is malformed: {exc}") from None
     if len(body) > max_bytes:
         raise RequestEntityTooLarge()
     return body
