@@ -399,6 +399,14 @@ def test_a_chunked_body_over_64_kb_is_too_large_and_sends_nothing(api, rest, app
     assert deliveries(api, rest, client) == []
 
 
+def test_an_authorization_header_that_is_not_ascii_is_no_credentials(api, rest):
+    """401 like any undecodable Basic header (Werkzeug's base64 decoding raised on it: 500)."""
+    for header in (b"Basic \xff\xfe", "Basic é".encode("utf-8")):
+        response = api.http.post(api.base + "/push/all", data={"msg_type": 0, "msg": "x"},
+                                 headers={"Authorization": header}, timeout=30)
+        assert error_of(response) == AUTH_FAILED, header
+
+
 def auth_failures(app, other_app) -> dict:
     """Ways to call with the right parameters but a wrong identity: name -> call(rest, path, params)."""
     def form(app_key, secret=None, signed_extra=()):

@@ -83,6 +83,15 @@ def _body(max_bytes: int, seconds: int) -> bytes:
     return body
 
 
+def request_authorization():
+    """request.authorization, but a Basic header whose base64 is not ASCII is no credentials, as Werkzeug
+    takes every other undecodable one (it raises ValueError on that one alone)."""
+    try:
+        return request.authorization
+    except ValueError:
+        return None
+
+
 def request_params() -> Params:
     config = current_app.extensions["hipush"].config
     limits = config.limits
