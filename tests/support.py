@@ -1,5 +1,6 @@
 """Test helpers: a real gunicorn server, a signed-call HTTP helper, waiting on conditions."""
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -100,6 +101,33 @@ def park_poll(base: str, redis_client, client: dict, timeout: int = 20, **params
              message=f"the poll of {client['client_id']} to park")
     assert not poll.finished, f"the poll answered instead of parking: {poll.result(1)}"
     return poll
+
+
+def post_chunked(base: str, path: str, body: bytes, headers=(), chunk_bytes=8192):
+    """(http status, JSON answer) of a POST whose form body is sent with Transfer-Encoding: chunked (no
+    Content-Length), in chunks of `chunk_bytes`."""
+    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=60)
+    try:
+        chunks = (body[i:i + chunk_bytes] for i in range(0, len(body), chunk_bytes))
+        connection.request("POST", path, body=chunks, encode_chunked=True,
+                           headers={"Content-Type": "application/x-www-form-urlencoded", **dict(headers)})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def send_raw(base: str, request: bytes):
+    """(http status, body) of the answer to `request`, bytes sent exactly as given (e.g. malformed framing);
+    read until the server closes the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
 
 
 def seed_sign(pairs, secret: str) -> str:

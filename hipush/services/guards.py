@@ -31,14 +31,17 @@ class RateLimiter:
 
 
 class Idempotency:
-    """A publish repeated with the same key within 24 hours answers as the first did and sends nothing."""
+    """A publish repeated with the same key within 24 hours answers as the first did and sends nothing.
+
+    `api` names the family of calls a key belongs to: the legacy and REST APIs answer in different
+    envelopes, so the same key used on both is two different calls."""
 
     def __init__(self, commands):
         self.commands = commands
 
-    def begin(self, app_id, key: str):
+    def begin(self, api: str, app_id, key: str):
         """None when this call goes ahead; else (http status, body) of the first call."""
-        name = keys.idempotency(app_id, key)
+        name = keys.idempotency(api, app_id, key)
         if self.commands.set(name, IN_PROGRESS, nx=True, ex=IDEMPOTENCY_TTL):
             return None
         stored = self.commands.get(name)
@@ -47,10 +50,10 @@ class Idempotency:
         answer = json.loads(stored)
         return answer["status"], answer["body"]
 
-    def finish(self, app_id, key: str, status: int, body: str) -> None:
-        self.commands.set(keys.idempotency(app_id, key), json.dumps({"status": status, "body": body}),
+    def finish(self, api: str, app_id, key: str, status: int, body: str) -> None:
+        self.commands.set(keys.idempotency(api, app_id, key), json.dumps({"status": status, "body": body}),
                           ex=IDEMPOTENCY_TTL)
 
-    def abandon(self, app_id, key: str) -> None:
+    def abandon(self, api: str, app_id, key: str) -> None:
         """The first call failed: a retry with the same key may go ahead."""
-        self.commands.delete(keys.idempotency(app_id, key))
+        self.commands.delete(keys.idempotency(api, app_id, key))
