@@ -26,7 +26,6 @@ that got no answer at all (connection refused, timed out) raises it with `code` 
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import secrets

@@ -8,7 +8,7 @@ import hmac
 import json
 from datetime import datetime
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from .. import limits as L
 from ..errors import auth_failed, bad_param, not_found
