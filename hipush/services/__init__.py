@@ -55,6 +55,7 @@ class Services:
         self.comet = Comet(self.redis, self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
         self.nodes = Nodes(commands, config.public_addr, config.node_ttl)
         self.scheduler = None
+        self.stopping = False
 
     def start_background(self) -> None:
         """Heartbeats, counter flushes and timed pushes, on APScheduler."""
@@ -74,7 +75,11 @@ class Services:
             self.embedded.ensure_running(detach=True)
 
     def shutdown(self) -> None:
-        """The worker is stopping: leave the node registry and answer parked polls at once."""
+        """The worker is stopping: leave the node registry and answer parked polls at once. Once: Ctrl-C
+        signals a worker twice (the terminal's SIGINT, then the master's SIGQUIT)."""
+        if self.stopping:
+            return
+        self.stopping = True
         if self.scheduler:
             self.scheduler.shutdown(wait=False)
         self.routes.stop()  # claims no more deliveries; the ones in hand finish or their leases run out
