@@ -256,6 +256,21 @@ def test_redis_outage_answers_503_and_recovers_by_itself(own_server):
         private.process.poll() is None and private.stop()
 
 
+def test_a_node_stopped_while_its_redis_is_down_exits_cleanly(backend_env):
+    """Its worker cannot leave the node registry (the entry expires by itself): a warning, not a traceback.
+    (One worker: start() returns once it answers, so Redis never goes away under a worker still booting.)"""
+    private = PrivateRedis()
+    private.start()
+    try:
+        server = Server({**backend_env, "HIPUSH_REDIS_URL": private.url}, workers=1).start()
+    finally:
+        private.stop()
+    server.stop()
+    assert server.process.returncode == 0
+    log = server.log_path.read_text()
+    assert "stopping while redis is unavailable" in log and "Traceback" not in log, log[-3000:]
+
+
 class PrivateMariaDB:
     """A mariadbd of our own (Debian's binaries) in a temporary directory, to stop and start under hipush."""
 
