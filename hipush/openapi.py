@@ -96,7 +96,8 @@ _REST_ERROR = {"type": "object", "required": ["status", "error_code", "error"],
                "properties": {"status": {"const": 0}, "error_code": INT, "error": STR}}
 _ERRORS = {"401": "authentication failed (1028)", "403": "bad parameter (1024)", "404": "no such object (1026)",
            "405": "method not allowed (1027)", "408": "the request body came too slowly (1024)",
-           "413": "too large (1030)", "429": "rate limited (1029)", "503": "Redis or the database is unavailable (1031)"}
+           "413": "too large (1030)", "429": "rate limited (1029)",
+           "503": "Redis or the database is unavailable, or the node is stopping (1031)"}
 
 
 def _responses(kind: str) -> dict:

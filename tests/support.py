@@ -140,9 +140,11 @@ def seed_sign(pairs, secret: str) -> str:
 class Server:
     """hipush under real gunicorn with gevent workers, as `gunicorn -c gunicorn.conf.py wsgi:app` runs it."""
 
-    def __init__(self, env: dict, workers: int = 2, port: int = None):
+    def __init__(self, env: dict, workers: int = 2, port: int = None, own_session: bool = False):
+        """own_session: in a process group of its own, as a terminal runs `make run` (see interrupt())."""
         self.port = port or free_port()
         self.workers = workers
+        self.own_session = own_session
         self.env = {**os.environ, **env, "HIPUSH_BIND": f"127.0.0.1:{self.port}"}
         self.env.setdefault("HIPUSH_PUBLIC_ADDR", f"127.0.0.1:{self.port}")
         self.log_path = Path(env["HIPUSH_DATA_DIR"]) / f"gunicorn-{self.port}.log"
@@ -153,7 +155,7 @@ class Server:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(GUNICORN), "-c", "gunicorn.conf.py", "-w", str(self.workers), "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.own_session)
         try:
             wait_for(self._ready, timeout=40, message=f"server on port {self.port} (log: {self.log_path})")
             wait_for(lambda: len(self.worker_pids()) == self.workers, message="all workers booted")
@@ -192,7 +194,12 @@ class Server:
         for pid in workers:
             self.kill_worker(pid)
         self.process.wait()
-        wait_for(lambda: not any(_running(pid) for pid in workers), message="the killed workers gone")
+        wait_for(lambda: not any(running(pid) for pid in workers), message="the killed workers gone")
+
+    def interrupt(self):
+        """Ctrl-C in the terminal that runs it: SIGINT to its whole process group (own_session servers only)."""
+        assert self.own_session, "a server in the test's own process group: SIGINT would reach pytest too"
+        os.killpg(self.process.pid, signal.SIGINT)
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -213,7 +220,7 @@ class Server:
         return json.loads(self.cli("create-app", name))
 
 
-def _running(pid) -> bool:
+def running(pid) -> bool:
     """Whether the process exists and is not a zombie."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
