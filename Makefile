@@ -2,15 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt | md5sum | cut -c1-12)
+# the Python kit is installed into .venv as a copy (as users get it): its files count in the stamp too
+KIT_FILES := $(sort $(wildcard clients/python/pyproject.toml clients/python/hipush_client/*.py))
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt $(KIT_FILES) | md5sum | cut -c1-12)
 
 # The machine's services that .ci/run also tests against (own Redis db number; hipush's own tables).
 EXTERNAL_REDIS ?= redis://127.0.0.1:6379/9
 EXTERNAL_DATABASE ?= mysql+pymysql://root@127.0.0.1:3306/test
 
-.PHONY: install browser faketime run test test-external clean
+.PHONY: install browser faketime run test test-external clean dist
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt $(KIT_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
@@ -39,7 +41,11 @@ test-external: install browser faketime
 	HIPUSH_TEST_REDIS_URL=$(EXTERNAL_REDIS) HIPUSH_TEST_DATABASE_URL=$(EXTERNAL_DATABASE) $(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache dist
+
+# the Python kit's wheel and sdist (hipush-client), into dist/
+dist: install
+	$(BIN)/python -m build --outdir dist clients/python
 
 # Benchmark, hipush side by side with Nchan (bench/__init__.py; `.venv/bin/python -m bench --help` for the knobs).
 # Installs what it needs itself: nginx + Nchan from Debian (when absent) and bench/requirements.txt into .venv.

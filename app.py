@@ -1,7 +1,6 @@
 """hipush command line: run `python app.py --help`."""
 import argparse
 import json
-import os
 import sys
 
 from hipush import config as config_module
@@ -71,52 +70,13 @@ def _public(app: dict) -> dict:
 
 
 def _add_push_command(commands) -> None:
-    push = commands.add_parser(
+    """`push` is the Python kit's `hipush publish` (same flags, same code)."""
+    from hipush_client.cli import add_publish_arguments
+
+    add_publish_arguments(commands.add_parser(
         "push", help="push a message through a running hipush (REST API); prints {\"msg_id\": ID}",
         description="Push MESSAGE through the hipush at --server; key and secret may come from "
-                    "HIPUSH_SERVER, HIPUSH_APP_KEY and HIPUSH_APP_SECRET instead.")
-    push.add_argument("--server", default=os.environ.get("HIPUSH_SERVER", "http://127.0.0.1:8080"))
-    push.add_argument("--app-key", default=os.environ.get("HIPUSH_APP_KEY"), required="HIPUSH_APP_KEY" not in os.environ)
-    push.add_argument("--app-secret", default=os.environ.get("HIPUSH_APP_SECRET"),
-                      required="HIPUSH_APP_SECRET" not in os.environ)
-    push.add_argument("--sign-method", choices=["hmac-sha256", "md5", "basic"], default="hmac-sha256")
-    target = push.add_mutually_exclusive_group(required=True)
-    target.add_argument("--client", action="append", help="a client_id (repeat or comma-separate for several)")
-    target.add_argument("--topic", action="append", help="a topic (= tag); repeat for several")
-    target.add_argument("--tag", action="append", help="a tag (= topic); repeat for several")
-    target.add_argument("--all", action="store_true", help="every client of the app")
-    push.add_argument("--notification", action="store_true", help="msg_type 1: shown to the user")
-    push.add_argument("--title", help="the notification's title (implies --notification)")
-    push.add_argument("--online", action="store_true", help="only clients online now")
-    push.add_argument("--expires", type=int, help="seconds until the message expires (default 86400)")
-    push.add_argument("--push-time", help="send later: 'YYYY-MM-DD HH:MM:SS', ISO 8601 or unix seconds")
-    push.add_argument("--job-id", type=int)
-    push.add_argument("--idempotency-key", help="a repeat with the same key sends nothing again")
-    push.add_argument("message")
-
-
-def _push(args) -> int:
-    from hipush.client import Admin, HipushError
-
-    notification = args.notification or args.title is not None
-    msg = {"body": args.message, **({"title": args.title} if args.title is not None else {})} \
-        if notification else args.message
-    options = {"msg_type": 1 if notification else 0, "push_time": args.push_time, "expires_time": args.expires,
-               "job_id": args.job_id, "online": True if args.online else None,
-               "idempotency_key": args.idempotency_key}
-    try:
-        with Admin(args.server, args.app_key, args.app_secret, args.sign_method) as admin:
-            if args.client:
-                msg_id = admin.push_terminal([c for arg in args.client for c in arg.split(",") if c], msg, **options)
-            elif args.topic or args.tag:
-                msg_id = admin.push_tags((args.topic or []) + (args.tag or []), msg, **options)
-            else:
-                msg_id = admin.push_all(msg, **options)
-    except HipushError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps({"msg_id": msg_id}))
-    return 0
+                    "HIPUSH_SERVER, HIPUSH_APP_KEY and HIPUSH_APP_SECRET instead. Same as `hipush publish`."))
 
 
 def main(argv=None) -> int:
@@ -146,7 +106,9 @@ def main(argv=None) -> int:
     reset.add_argument("--yes", action="store_true", help="no confirmation asked (for scripts)")
     args = parser.parse_args(argv)
     if args.command == "push":
-        return _push(args)
+        from hipush_client.cli import publish
+
+        return publish(args)
     try:
         if args.command == "reset-redis":
             return _reset_redis(args)

@@ -7,14 +7,12 @@ import json
 import re
 from datetime import datetime
 
+from hipush_client.protocol import (CLIENT_ID_RE, DEVICE_ID_RE, INT_RE, NOTIFICATION_FIELDS, TERMINAL_TYPES,
+                                    TOPIC_RE)
+
 from .errors import bad_param, too_large
 
-TOPIC_RE = re.compile(r"[A-Za-z0-9_.:@-]+")
-CLIENT_ID_RE = re.compile(r"[0-9a-f]{32}")
-DEVICE_ID_RE = re.compile(r"[\x21-\x7e]+")
 JSONP_CALLBACK_RE = re.compile(r"[A-Za-z_$][0-9A-Za-z_$.]{0,63}")
-INT_RE = re.compile(r"[0-9]{1,18}")
-TERMINAL_TYPES = ("web", "android", "ios", "weixin", "qq", "email", "sms")
 MAX_JSON_DEPTH = 32
 # a JSON string (its escapes included) or a bracket: brackets inside strings are not nesting
 JSON_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]', re.DOTALL)
@@ -200,9 +198,6 @@ def _unique_names(name, pairs) -> dict:
             raise bad_param(f"{name} gives {key[:64]!r} more than once")
         fields[key] = value
     return fields
-
-
-NOTIFICATION_FIELDS = {"title": str, "body": str, "image": str, "sound": str, "url": str, "extras": dict}
 
 
 def parse_message(msg_type: int, msg: str):

@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from hipush.client import Admin, Client
+from hipush_client import Admin, Client
 from hipush.storage import keys
 from hipush.storage.embedded import EmbeddedRedis, _redis_server_binary
 from support import Api, Background, Server, free_port, poll_parked, polls_parked, running, wait_for

@@ -1,6 +1,6 @@
-"""The Python SDK (hipush/client.py) against hipush under real gunicorn: Admin's legacy and REST calls
-with each sign method, the long-poll Client (order, acks, dedupe, callback style, reconnects), error
-mapping, and the `python app.py push` command."""
+"""The Python kit (hipush_client, clients/python, installed in .venv) against hipush under real gunicorn:
+Admin's legacy and REST calls with each sign method, the long-poll Client (order, acks, dedupe, callback
+style, reconnects), error mapping, and the `python app.py push` command."""
 import json
 import subprocess
 import sys
@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from hipush.client import (Admin, Client, HipushError, JobStats, Message, MsgStatus, Page, PushRecord,
+from hipush_client import (Admin, Client, HipushError, JobStats, Message, MsgStatus, Page, PushRecord,
                            STATUS_CANCELLED, STATUS_WAITING, Tag, Terminal)
 from support import ROOT, Background, Server, client_key, free_port, poll_parked, wait_for
 
