@@ -165,3 +165,22 @@ def test_exec_runs_a_command_per_message(server, api, app_, kit_venv, tmp_path):
 def test_subscribe_with_an_unknown_app_key_fails_at_once(server, kit_venv):
     refused = hipush(kit_venv, "subscribe", "--server", server.base, "--app-key", "no-such-app", "--device-id", "d")
     assert refused.returncode == 1 and "error" in refused.stderr and refused.stdout == ""
+
+
+def test_subscribe_to_an_app_with_signed_tokens_needs_the_secret(server, api, app_, kit_venv):
+    server.cli("app-set", app_["app_key"], "--token-policy", "signed")
+    client_id = client_id_of(api, app_, "kit-signed")
+    wait_for(lambda: api.call("/user/token", {"client_id": client_id}).status_code == 401,
+             message="the signed token policy applies (workers cache an app for 5 s)")
+    unsigned = hipush(kit_venv, "subscribe", "--server", server.base, "--app-key", app_["app_key"],
+                      "--device-id", "kit-signed")
+    assert unsigned.returncode == 1 and "1028" in unsigned.stderr
+
+    subscriber = Subscriber(kit_venv, server, app_, "--device-id", "kit-signed", "--poll-timeout", "2",
+                            env={"HIPUSH_APP_SECRET": app_["app_secret"]})
+    try:
+        with Admin(server.base, app_["app_key"], app_["app_secret"]) as admin:
+            admin.push_terminal(client_id, "signed hello")
+        assert subscriber.next_message()["content"] == "signed hello"
+    finally:
+        assert subscriber.stop() == 0

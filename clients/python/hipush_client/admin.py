@@ -160,8 +160,9 @@ class Admin:
         ids = [client_ids] if isinstance(client_ids, str) else list(client_ids)
         if not ids:
             raise ValueError("client_ids must not be empty")
-        for start in range(0, len(ids), protocol.SUBSCRIBE_BATCH):  # the server takes 1-100 per call
-            self._legacy(path, [("topic", topic)] + [("client_id", c) for c in ids[start:start + protocol.SUBSCRIBE_BATCH]],
+        batch = protocol.SUBSCRIBE_BATCH  # the server takes 1-100 per call
+        for start in range(0, len(ids), batch):
+            self._legacy(path, [("topic", topic)] + [("client_id", c) for c in ids[start:start + batch]],
                          idempotent=True)
 
     def subscribe(self, topic: str, client_ids: Union[str, Iterable[str]]) -> None:
@@ -265,13 +266,13 @@ class Admin:
 
     def terminal_add_tag(self, tag: str, terminal_ids: Union[str, Iterable[str]]) -> None:
         """/manager/terminal_add_tag: subscribes the clients to the tag."""
-        self._rest("/manager/terminal_add_tag", [("tag", tag), ("terminal_ids", comma_list(terminal_ids, "terminal_ids"))],
-                   idempotent=True)
+        self._rest("/manager/terminal_add_tag",
+                   [("tag", tag), ("terminal_ids", comma_list(terminal_ids, "terminal_ids"))], idempotent=True)
 
     def terminal_del_tag(self, tag: str, terminal_ids: Union[str, Iterable[str]]) -> None:
         """/manager/terminal_del_tag: unsubscribes the clients from the tag."""
-        self._rest("/manager/terminal_del_tag", [("tag", tag), ("terminal_ids", comma_list(terminal_ids, "terminal_ids"))],
-                   idempotent=True)
+        self._rest("/manager/terminal_del_tag",
+                   [("tag", tag), ("terminal_ids", comma_list(terminal_ids, "terminal_ids"))], idempotent=True)
 
     def terminal_num_with_tag(self, tag: str) -> int:
         """/manager/terminal_num_with_tag: how many clients the tag has."""

@@ -20,18 +20,20 @@ from .errors import HipushError
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
-def _from_env(parser, flag: str, variable: str, required: bool, help: str) -> None:
-    """A flag that HIPUSH_* may give instead."""
-    parser.add_argument(flag, default=os.environ.get(variable), required=required and variable not in os.environ,
-                        help=f"{help} (default: ${variable})")
+def _add_app_arguments(parser, secret_help: str, secret_required: bool) -> None:
+    """--server, --app-key and --app-secret, which HIPUSH_SERVER, HIPUSH_APP_KEY and HIPUSH_APP_SECRET may give
+    instead."""
+    parser.add_argument("--server", default=os.environ.get("HIPUSH_SERVER", DEFAULT_SERVER),
+                        help=f"the hipush to call (default: $HIPUSH_SERVER, else {DEFAULT_SERVER})")
+    for flag, variable, required, what in (("--app-key", "HIPUSH_APP_KEY", True, "the app's key"),
+                                           ("--app-secret", "HIPUSH_APP_SECRET", secret_required, secret_help)):
+        parser.add_argument(flag, default=os.environ.get(variable), required=required and variable not in os.environ,
+                            help=f"{what} (default: ${variable})")
 
 
 def add_publish_arguments(parser) -> None:
     """The flags of `hipush publish` (and of the server's `python app.py push`)."""
-    parser.add_argument("--server", default=os.environ.get("HIPUSH_SERVER", DEFAULT_SERVER),
-                        help=f"the hipush to call (default: $HIPUSH_SERVER, else {DEFAULT_SERVER})")
-    _from_env(parser, "--app-key", "HIPUSH_APP_KEY", True, "the app's key")
-    _from_env(parser, "--app-secret", "HIPUSH_APP_SECRET", True, "the app's secret")
+    _add_app_arguments(parser, "the app's secret", secret_required=True)
     parser.add_argument("--sign-method", choices=["hmac-sha256", "md5", "basic"], default=protocol.HMAC_METHOD)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--client", action="append", help="a client_id (repeat or comma-separate for several)")
@@ -72,14 +74,13 @@ def publish(args) -> int:
 
 
 def add_subscribe_arguments(parser) -> None:
-    parser.add_argument("--server", default=os.environ.get("HIPUSH_SERVER", DEFAULT_SERVER),
-                        help=f"the hipush to poll (default: $HIPUSH_SERVER, else {DEFAULT_SERVER})")
-    _from_env(parser, "--app-key", "HIPUSH_APP_KEY", True, "the app's key")
-    parser.add_argument("--device-id", default=os.environ.get("HIPUSH_DEVICE_ID") or f"hipush-cli@{socket.gethostname()}",
+    """The flags of `hipush subscribe`."""
+    _add_app_arguments(parser, "only for apps with the signed token policy: tokens are then fetched with "
+                               "signed calls", secret_required=False)
+    parser.add_argument("--device-id",
+                        default=os.environ.get("HIPUSH_DEVICE_ID") or f"hipush-cli@{socket.gethostname()}",
                         help="this subscriber's device id: the same id is the same client, so give each subscriber "
                              "its own (default: $HIPUSH_DEVICE_ID, else hipush-cli@HOSTNAME)")
-    _from_env(parser, "--app-secret", "HIPUSH_APP_SECRET", False,
-              "only for apps with the signed token policy: tokens are then fetched with signed calls")
     parser.add_argument("--terminal-type", choices=protocol.TERMINAL_TYPES, help="registered with the client id")
     parser.add_argument("--poll-timeout", type=int, default=30, help="seconds a poll waits on the server (0-60)")
     parser.add_argument("--exec", dest="command", metavar="CMD",
