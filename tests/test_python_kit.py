@@ -122,7 +122,8 @@ def test_subscribe_reconnects_by_itself(backend_env, api, kit_venv, store):
     """The node stops and starts again on the same port: the subscriber carries on, nothing lost or doubled."""
     own = Server(backend_env, workers=1, port=free_port()).start()
     app = store.create_app("kit")
-    subscriber = Subscriber(kit_venv, own, app, "--device-id", "kit-gateway", "--poll-timeout", "2")
+    subscriber = Subscriber(kit_venv, own, app, "--device-id", "kit-gateway", "--poll-timeout", "2",
+                            "--no-discover")  # this node, not another one of the run's (they share the Redis)
     try:
         client_id = client_id_of(api, app, "kit-gateway")
         env = {"HIPUSH_SERVER": own.base, "HIPUSH_APP_KEY": app["app_key"], "HIPUSH_APP_SECRET": app["app_secret"]}

@@ -83,6 +83,8 @@ def add_subscribe_arguments(parser) -> None:
                              "its own (default: $HIPUSH_DEVICE_ID, else hipush-cli@HOSTNAME)")
     parser.add_argument("--terminal-type", choices=protocol.TERMINAL_TYPES, help="registered with the client id")
     parser.add_argument("--poll-timeout", type=int, default=30, help="seconds a poll waits on the server (0-60)")
+    parser.add_argument("--no-discover", dest="discover", action="store_false",
+                        help="always poll --server (e.g. behind a load balancer), not the node /service/hash names")
     parser.add_argument("--exec", dest="command", metavar="CMD",
                         help="run CMD (with sh) per message instead of printing it: the message's JSON on its stdin "
                              "and in $HIPUSH_MESSAGE, its content in $HIPUSH_CONTENT (text, or a notification's "
@@ -117,7 +119,8 @@ def subscribe(args) -> int:
     if args.app_secret:
         token_fetcher = Admin(args.server, args.app_key, args.app_secret, protocol.HMAC_METHOD).client_token
     client = Client(args.server, app_key=args.app_key, device_id=args.device_id, token_fetcher=token_fetcher,
-                    terminal_type=args.terminal_type, poll_timeout=args.poll_timeout, on_state=on_state)
+                    terminal_type=args.terminal_type, poll_timeout=args.poll_timeout, discover=args.discover,
+                    on_state=on_state)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
