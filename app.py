@@ -15,7 +15,7 @@ def _apps():
 
     engine = make_engine(config_module.load().database_url)
     ensure_schema(engine)
-    return Apps(Store(engine), commands=None)
+    return Apps(Store(engine), nonces=None)
 
 
 def _public(app: dict) -> dict:

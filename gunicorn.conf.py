@@ -43,7 +43,8 @@ def on_starting(server):
     if config.embedded_redis:
         server.hipush_redis = EmbeddedRedis(config.data_dir)
         server.hipush_redis.ensure_running(detach=False)
-    redis_at = config.redis_url.split("@")[-1] if config.redis_url else f"embedded at {config.embedded_redis_socket}"
+    redis_at = (f"cluster {config.redis_cluster_nodes}" if config.redis_cluster_nodes
+                else config.redis_url.split("@")[-1] if config.redis_url else f"embedded at {config.embedded_redis_socket}")
     server.log.info("hipush: redis %s, public address %s, data dir %s", redis_at, config.public_addr, config.data_dir)
 
 

@@ -85,7 +85,7 @@ class RouteSettings:
 @dataclass(frozen=True)
 class Config:
     database_url: str
-    redis_url: str  # empty = the embedded redis-server in data_dir
+    redis_url: str  # empty = the embedded redis-server in data_dir (unless redis_cluster_nodes is set)
     bind: str
     public_addr: str
     secret_key: str
@@ -108,10 +108,12 @@ class Config:
     client_ip_rate: int = 2000  # /user/* calls per client IP per 10 seconds (0: unlimited)
     read_timeout: int = 10  # seconds to read a request body; its headers get min(2, this) (gunicorn.conf.py)
     background: bool = True  # heartbeats and counter flushes; off for in-process unit tests
+    # "host:port,...": seed nodes of a Redis Cluster; user, password and TLS then come from redis_url
+    redis_cluster_nodes: str = ""
 
     @property
     def embedded_redis(self) -> bool:
-        return not self.redis_url
+        return not self.redis_url and not self.redis_cluster_nodes
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -119,6 +121,9 @@ class Config:
 
     @property
     def effective_redis_url(self) -> str:
+        """On a cluster: the URL its user, password and TLS come from (may be empty)."""
+        if self.redis_cluster_nodes:
+            return self.redis_url
         return self.redis_url or f"unix://{self.embedded_redis_socket}"
 
 
@@ -161,6 +166,23 @@ def _route_settings(env) -> RouteSettings:
     )
 
 
+def _cluster_nodes(env) -> str:
+    """HIPUSH_REDIS_CLUSTER_NODES: seed nodes as host:port[,host:port...]; HIPUSH_REDIS_URL, when also set,
+    gives only the user, password and scheme (rediss:// for TLS), so it must name no database but 0."""
+    nodes = [n.strip() for n in env.get("HIPUSH_REDIS_CLUSTER_NODES", "").split(",") if n.strip()]
+    for node in nodes:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"HIPUSH_REDIS_CLUSTER_NODES must be host:port[,host:port...], got {node!r}")
+    url = env.get("HIPUSH_REDIS_URL", "")
+    if nodes and url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss") or parts.path.strip("/") not in ("", "0"):
+            raise ConfigError("with HIPUSH_REDIS_CLUSTER_NODES, HIPUSH_REDIS_URL (its user, password and TLS) "
+                              f"must be a redis:// or rediss:// URL of database 0, got {url!r}")
+    return ",".join(nodes)
+
+
 def load(environ=None, **overrides) -> Config:
     env = dict(os.environ if environ is None else environ)
     _load_dotenv(Path(env.get("HIPUSH_ENV_FILE", ".env")), env)
@@ -198,6 +220,7 @@ def load(environ=None, **overrides) -> Config:
         subscribe_rate=_int(env, "HIPUSH_SUBSCRIBE_RATE", 1000, 0, 10**9),
         client_ip_rate=_int(env, "HIPUSH_CLIENT_IP_RATE", 2000, 0, 10**9),
         read_timeout=_int(env, "HIPUSH_READ_TIMEOUT", 10, 1, 3600),
+        redis_cluster_nodes=_cluster_nodes(env),
     )
     values.update(overrides)
     return Config(**values)

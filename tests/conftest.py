@@ -76,6 +76,16 @@ def redis_client(test_config):
 
 
 @pytest.fixture(scope="session")
+def pools(test_config, redis_client):
+    """The storage seam's connections to the run's Redis, as a server makes them (hipush/storage/redis.py)."""
+    from hipush.storage import redis as redis_pools
+
+    made = redis_pools.connect(test_config.effective_redis_url, test_config.redis_cluster_nodes, 50, 60)
+    yield made
+    made.commands.close()
+
+
+@pytest.fixture(scope="session")
 def server(backend_env, redis_client):
     """One hipush with 2 gevent workers, shared by the end-to-end tests."""
     srv = Server(backend_env, workers=2).start()

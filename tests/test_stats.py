@@ -6,8 +6,8 @@ from hipush.storage.counters import CounterStore
 
 
 @pytest.fixture
-def stats(store, redis_client):
-    return Stats(store, CounterStore(redis_client), redis_client)
+def stats(store, pools):
+    return Stats(store, CounterStore(pools))
 
 
 @pytest.fixture

@@ -3,11 +3,16 @@ import logging
 
 from flask import current_app
 
+from ..storage import redis as redis_pools
+from ..storage.broadcasts import BroadcastMarks
+from ..storage.clients import ClientMeta, GeoIndex
 from ..storage.counters import CounterStore
 from ..storage.db import ensure_schema, make_engine
 from ..storage.embedded import EmbeddedRedis
+from ..storage.guards import IdempotentAnswers, Nonces, RateWindows
+from ..storage.nodes import NodeRegistry
 from ..storage.queues import Queues
-from ..storage.redis import RedisPools
+from ..storage.routes import DeliveryQueue
 from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
@@ -26,6 +31,8 @@ from .topics import Topics
 
 log = logging.getLogger("hipush")
 
+META_TTL = 86400  # seconds a client's token epoch stays cached in Redis
+
 
 class Services:
     def __init__(self, config):
@@ -36,24 +43,25 @@ class Services:
         self.engine = make_engine(config.database_url)
         ensure_schema(self.engine)
         self.store = Store(self.engine)
-        self.redis = RedisPools(config.effective_redis_url, config.max_parked_polls, config.poll_timeout_max)
-        commands = self.redis.commands
-        self.queues = Queues(commands, config.limits.queue_length)
-        self.stats = Stats(self.store, CounterStore(commands), commands)
-        self.apps = Apps(self.store, commands)
-        self.rate_limiter = RateLimiter(commands)
-        self.idempotency = Idempotency(commands)
-        self.clients = Clients(self.store, commands, config.secret_key, config.token_lifetime)
+        pools = self.redis = redis_pools.connect(config.effective_redis_url, config.redis_cluster_nodes,
+                                                 config.max_parked_polls, config.poll_timeout_max)
+        self.queues = Queues(pools, config.limits.queue_length)
+        self.stats = Stats(self.store, CounterStore(pools))
+        self.apps = Apps(self.store, Nonces(pools))
+        self.rate_limiter = RateLimiter(RateWindows(pools))
+        self.idempotency = Idempotency(IdempotentAnswers(pools))
+        geo = GeoIndex(pools)
+        self.clients = Clients(self.store, ClientMeta(pools, META_TTL), geo, config.secret_key, config.token_lifetime)
         self.jobs = Jobs(self.store, self.stats)
         self.topics = Topics(self.store)
-        self.targets = Targets(self.store, commands)
-        self.routes = Routes(commands, self.stats, config.routes)
+        self.targets = Targets(self.store, geo)
+        self.routes = Routes(DeliveryQueue(pools), self.stats, config.routes)
         answer_hold = AnswerHold()
-        self.publisher = Publisher(self.store, commands, self.queues, self.stats, self.targets, self.routes, answer_hold,
-                                   BroadcastsInFlight(commands), config.default_expires)
+        self.publisher = Publisher(self.store, pools, self.queues, self.stats, self.targets, self.routes, answer_hold,
+                                   BroadcastsInFlight(BroadcastMarks(pools)), config.default_expires)
         self.timers = Timers(self.store, self.publisher)
-        self.comet = Comet(self.redis, self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
-        self.nodes = Nodes(commands, config.public_addr, config.node_ttl)
+        self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
+        self.nodes = Nodes(NodeRegistry(pools), config.public_addr, config.node_ttl)
         self.scheduler = None
 
     def start_background(self) -> None:

@@ -4,11 +4,13 @@ Per job and per push, `live` takes HINCRBYs. A flush renames `live` to
 `pending` with a fresh token, adds it to the SQL row together with the token
 (the SQL update is skipped when the row already carries that token), then marks
 `pending` applied. A reader adds `pending` only while SQL lacks its token.
+Rows with unflushed counts are marked in dirty sets, spread over keys.DIRTY_SHARDS
+keys (so over a cluster's masters); one flusher at a time holds the flush lock.
 """
 import uuid
+import zlib
 
 from . import keys
-from .redis import ScriptPipeline
 
 COUNTER_FIELDS = ("sent", "arrived", "expired", "failed")
 
@@ -33,16 +35,27 @@ end
 return 1
 """
 
+# KEYS live pending. Both halves at once: a flush renames one into the other between two plain reads.
+_READ = """
+return {redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[1])}
+"""
+
+
+def _dirty_key(member: str) -> str:
+    return keys.counters_dirty(zlib.crc32(member.encode()) % keys.DIRTY_SHARDS)
+
 
 def _as_dict(flat):
     return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
 
 class CounterStore:
-    def __init__(self, commands):
-        self.commands = commands
-        self._claim = commands.register_script(_CLAIM)
-        self._mark_applied = commands.register_script(_MARK_APPLIED)
+    def __init__(self, pools):
+        self.pools = pools
+        self.commands = pools.commands
+        self._claim = pools.register_script(_CLAIM)
+        self._mark_applied = pools.register_script(_MARK_APPLIED)
+        self._read = pools.register_script(_READ)
 
     def add(self, increments: dict, pipe=None) -> None:
         """increments: {(kind, id): {field: n}}; queued on `pipe` when given, else sent now."""
@@ -50,24 +63,46 @@ class CounterStore:
             return
         own = pipe is None
         if own:
-            pipe = self.commands.pipeline(transaction=False)
+            pipe = self.pools.pipeline()
         for (kind, row_id), fields in increments.items():
             live, _ = keys.counter_keys(kind, row_id)
             for name, n in fields.items():
                 pipe.hincrby(live, name, n)
-            pipe.sadd(keys.COUNTERS_DIRTY, f"{kind}:{row_id}")
+            member = f"{kind}:{row_id}"
+            pipe.sadd(_dirty_key(member), member)
         if own:
             pipe.execute()
 
     def dirty(self, count: int) -> list:
-        return [m.decode().split(":") for m in self.commands.spop(keys.COUNTERS_DIRTY, count) or []]
+        """Up to `count` (kind, id) rows with unflushed counts, from all the dirty sets; fewer once they
+        are drained. Two round trips: their sizes, then the pops."""
+        pipe = self.commands.pipeline(transaction=False)
+        for shard in range(keys.DIRTY_SHARDS):
+            pipe.scard(keys.counters_dirty(shard))
+        sizes = pipe.execute()
+        pipe, left = self.commands.pipeline(transaction=False), count
+        for shard, size in enumerate(sizes):
+            take = min(size, left)
+            if take:
+                pipe.spop(keys.counters_dirty(shard), take)
+                left -= take
+        popped = pipe.execute() if left < count else []
+        return [m.decode().split(":") for members in popped for m in members]
 
     def mark_dirty(self, rows) -> None:
-        self.commands.sadd(keys.COUNTERS_DIRTY, *(f"{kind}:{row_id}" for kind, row_id in rows))
+        pipe = self.pools.pipeline()
+        for kind, row_id in rows:
+            member = f"{kind}:{row_id}"
+            pipe.sadd(_dirty_key(member), member)
+        pipe.execute()
+
+    def flush_lock(self):
+        """The lock one flusher at a time holds (a redis-py Lock: acquire(), release())."""
+        return self.commands.lock(keys.FLUSH_LOCK, timeout=60, blocking=False)
 
     def claim(self, rows) -> list:
         """(kind, id, token, deltas) to apply to SQL for each (kind, id) with unflushed counts; one round trip."""
-        pipe = ScriptPipeline(self.commands)
+        pipe = self.pools.pipeline()
         token = uuid.uuid4().hex  # one per flush: SQL applies the rows of one token in few statements
         for kind, row_id in rows:
             pipe.script(self._claim, keys.counter_keys(kind, row_id), [token])
@@ -81,19 +116,14 @@ class CounterStore:
         return claimed
 
     def mark_applied(self, claimed) -> None:
-        pipe = ScriptPipeline(self.commands)
+        pipe = self.pools.pipeline()
         for kind, row_id, token, _ in claimed:
             pipe.script(self._mark_applied, [keys.counter_keys(kind, row_id)[1]], [token, 3600])
         pipe.execute()
 
     def read(self, kind, row_id):
         """(pending_token, pending_counts, live_counts) read atomically."""
-        live, pending = keys.counter_keys(kind, row_id)
-        pipe = self.commands.pipeline(transaction=True)
-        pipe.hgetall(pending)
-        pipe.hgetall(live)
-        pending_values, live_values = pipe.execute()
-        pending_values = {k.decode(): v.decode() for k, v in pending_values.items()}
-        live_values = {k.decode(): int(v) for k, v in live_values.items()}
+        pending_values, live_values = map(_as_dict, self._read(keys=keys.counter_keys(kind, row_id)))
+        live_values = {k: int(v) for k, v in live_values.items()}
         token = pending_values.get("token")
         return token, {k: int(v) for k, v in pending_values.items() if k in COUNTER_FIELDS}, live_values

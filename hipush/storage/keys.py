@@ -7,8 +7,13 @@ and pending halves of one counter.
 """
 PREFIX = "hp"
 NODES = f"{PREFIX}:nodes"  # sorted set: public addr -> last heartbeat (unix ms)
-COUNTERS_DIRTY = f"{PREFIX}:cnt:dirty"  # set of "kind:id" with unflushed counts
 FLUSH_LOCK = f"{PREFIX}:lock:flush"
+DIRTY_SHARDS = 16  # every counter update adds to one of them: spread over a cluster's masters
+
+
+def counters_dirty(shard: int) -> str:
+    """A set of "kind:id" with unflushed counts (storage/counters.py picks the shard of each)."""
+    return f"{PREFIX}:cnt:dirty:{shard}"
 
 
 def _client(client_id: str, part: str) -> str:
@@ -35,7 +40,7 @@ def geo(app_id) -> str:
 
 
 def broadcasting(app_id) -> str:
-    """Set while one of the app's broadcasts is being queued (services/broadcasts.py)."""
+    """Set while one of the app's broadcasts is being queued (storage/broadcasts.py)."""
     return f"{PREFIX}:bcast:{app_id}"
 
 
@@ -54,7 +59,7 @@ def nonce(app_key: str, value: str) -> str:
 
 
 def route_keys(terminal_type: str) -> dict:
-    """A terminal type's delivery queue (hipush/services/routes/queue.py), one slot:
+    """A terminal type's delivery queue (hipush/storage/routes.py), one slot:
     due (sorted set: job id -> unix ms it is due, or its lease ends), jobs (hash: job id -> JSON),
     lease (hash: job id -> token of the claim delivering it), tries (hash: job id -> attempts claimed)."""
     tag = f"{PREFIX}:{{route:{terminal_type}}}"
