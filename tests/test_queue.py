@@ -174,3 +174,16 @@ def test_a_script_redis_lost_is_loaded_again(ops, redis_client, client_id):
     redis_client.script_flush()
     publish(ops, redis_client, client_id, 2)
     assert ids(begin(ops, redis_client, client_id)) == [1, 2]
+
+
+def test_a_wait_whose_take_script_was_lost_reports_what_it_moved(ops, redis_client, client_id):
+    """The first poll on a server without the take script (a restart, a failover, a cluster master's first
+    poll) must not claim its wait moved a message: that would wake the client's newer poll for nothing."""
+    begin(ops, redis_client, client_id, me="p")
+    redis_client.script_flush()
+    held = held_connection(ops, client_id)
+    try:
+        step = wait_and_take(ops, held, client_id, "p")
+        assert step.ended and not step.moved
+    finally:
+        held.release()

@@ -213,12 +213,17 @@ class Queues:
         k = keys.client_keys(client_id)
         take_keys = [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]]
         take_args = [me, now_ms, limit, grace_ms]
-        try:
-            moved, reply = conn.execute_commands([
-                *conn.riders(before), ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT", timeout),
-                ("EVALSHA", self._take.sha, len(take_keys), *take_keys, *take_args)])[-2:]
-        except NoScriptError:  # Redis lost its scripts (a restart): load it, take again
-            moved, reply = True, self._take(keys=take_keys, args=take_args, client=conn)
+        replies = conn.execute_commands([
+            *conn.riders(before), ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT", timeout),
+            self._take.command(take_keys, take_args)], raise_on_error=False)
+        for reply in replies[:-1]:
+            if isinstance(reply, Exception):
+                raise reply
+        moved, reply = replies[-2:]
+        if isinstance(reply, NoScriptError):  # this server lacks the script (a restart, a failover): load, take
+            reply = self._take(keys=take_keys, args=take_args, client=conn)
+        elif isinstance(reply, Exception):
+            raise reply
         current, expired, entries, missed, ended = reply
         return PollStep(entries, [], expired, missed, current.decode(), ended=bool(ended), moved=moved is not None)
 

@@ -136,7 +136,11 @@ class ClusterPools(RedisPools):
         if pool is None:
             pool = self.blocking[node.name] = _blocking_pool(
                 {"host": node.host, "port": node.port, **self.auth}, self.max_parked, self.longest_poll)
-        return HeldConnection(self, pool, node.name)
+        try:
+            return HeldConnection(self, pool, node.name)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.slot_map_stale()  # the master may have failed over
+            raise
 
     def _unblock(self, redis_client_id: int, node: str) -> None:
         target = self.commands.get_node(node_name=node)
@@ -215,9 +219,10 @@ class HeldConnection:
         """Names this poll uniquely, and where to CLIENT UNBLOCK it (RedisPools.unblock)."""
         return f"{self.redis_client_id}:{serial}" + (f"@{self.node}" if self.node else "")
 
-    def execute_commands(self, commands) -> list:
+    def execute_commands(self, commands, raise_on_error: bool = True) -> list:
         """Sends the commands in one write and reads every reply; raises the first error reply after
-        reading them all. The connection stays up (a reconnect would change the poll's client id)."""
+        reading them all (raise_on_error=False: leaves errors among the replies). The connection stays
+        up (a reconnect would change the poll's client id)."""
         try:
             self.connection.send_packed_command(self.connection.pack_commands(commands))
             replies = []
@@ -233,7 +238,7 @@ class HeldConnection:
         for reply in replies:
             if isinstance(reply, _SLOT_MAP_STALE):
                 self.pools.slot_map_stale()
-            if isinstance(reply, redis.ResponseError):
+            if isinstance(reply, redis.ResponseError) and raise_on_error:
                 raise reply
         return replies
 
