@@ -14,13 +14,18 @@ class ConfigError(ValueError):
 
 
 def _int(env, name, default, lo, hi):
+    return _number(env, name, default, lo, hi, int)
+
+
+def _number(env, name, default, lo, hi, kind=float):
+    """A setting within [lo, hi]; kind float also takes decimals ("0.5")."""
     raw = env.get(name, "")
     if raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
@@ -101,8 +106,9 @@ class Config:
     max_expires: int = 10 * 86400
     token_lifetime: int = 7 * 86400
     max_parked_polls: int = 9000
-    node_heartbeat: float = 5.0
-    node_ttl: float = 15.0
+    node_heartbeat: float = 1.0  # seconds between a worker's heartbeats
+    node_ttl: float = 5.0  # seconds after its last heartbeat a node is no longer handed out
+    retention_days: float = 30.0  # pushes and messages whose delivery is over are deleted after this
     publish_rate: int = 1000  # per app per second, unless the app has its own (0: unlimited)
     subscribe_rate: int = 1000
     client_ip_rate: int = 2000  # /user/* calls per client IP per 10 seconds (0: unlimited)
@@ -183,6 +189,16 @@ def _cluster_nodes(env) -> str:
     return ",".join(nodes)
 
 
+def _node_timing(env) -> dict:
+    """HIPUSH_NODE_HEARTBEAT and HIPUSH_NODE_TTL: a node must be able to miss a heartbeat and stay live."""
+    heartbeat = _number(env, "HIPUSH_NODE_HEARTBEAT", 1.0, 0.1, 60)
+    ttl = _number(env, "HIPUSH_NODE_TTL", 5.0, 0.2, 3600)
+    if ttl < 2 * heartbeat:
+        raise ConfigError(f"HIPUSH_NODE_TTL ({ttl:g} s) must be at least twice "
+                          f"HIPUSH_NODE_HEARTBEAT ({heartbeat:g} s)")
+    return {"node_heartbeat": heartbeat, "node_ttl": ttl}
+
+
 def load(environ=None, **overrides) -> Config:
     env = dict(os.environ if environ is None else environ)
     _load_dotenv(Path(env.get("HIPUSH_ENV_FILE", ".env")), env)
@@ -220,6 +236,8 @@ def load(environ=None, **overrides) -> Config:
         subscribe_rate=_int(env, "HIPUSH_SUBSCRIBE_RATE", 1000, 0, 10**9),
         client_ip_rate=_int(env, "HIPUSH_CLIENT_IP_RATE", 2000, 0, 10**9),
         read_timeout=_int(env, "HIPUSH_READ_TIMEOUT", 10, 1, 3600),
+        **_node_timing(env),
+        retention_days=_number(env, "HIPUSH_RETENTION_DAYS", 30.0, 0, 36500),
         redis_cluster_nodes=_cluster_nodes(env),
     )
     values.update(overrides)

@@ -1,12 +1,17 @@
 """The server's life: stopping answers parked polls, queued messages survive a restart,
-and a Redis outage answers 503 / 1031 until Redis is back, with no restart of hipush."""
+a Redis outage answers 503 / 1031 until Redis is back, with no restart of hipush, and a node
+that dies or loses its database is no longer handed out to clients."""
+import secrets
 import subprocess
+import tempfile
 import threading
+import time
 
 import pytest
 import redis
 import requests
 
+from hipush import config as config_module
 from hipush.storage import keys
 from hipush.storage.embedded import _redis_server_binary
 from support import Api, Background, Server, free_port, wait_for
@@ -155,6 +160,70 @@ def test_database_outage_answers_503_writes_nothing_and_recovers(own_server, tmp
         api.send(app, job, client, "after the outage")
         assert [m["content"] for m in api.receive(client, 1)] == ["after the outage"]
         assert wait_for(lambda: api.stats(app, job)["arrived"] == 1 and api.stats(app, job))["sent"] == 1
+    finally:
+        if database.process.poll() is None:
+            database.stop()
+        private_redis.stop()
+
+
+def test_node_timing_settings_are_read_and_checked():
+    env = {"HIPUSH_ENV_FILE": "/nonexistent", "HIPUSH_SECRET_KEY": "k", "HIPUSH_DATA_DIR": tempfile.gettempdir()}
+    default = config_module.load(env)
+    assert (default.node_heartbeat, default.node_ttl) == (1.0, 5.0)
+    tuned = config_module.load({**env, "HIPUSH_NODE_HEARTBEAT": "0.5", "HIPUSH_NODE_TTL": "3"})
+    assert (tuned.node_heartbeat, tuned.node_ttl) == (0.5, 3.0)
+    for bad, complaint in [({"HIPUSH_NODE_TTL": "soon"}, "HIPUSH_NODE_TTL must be a number"),
+                           ({"HIPUSH_NODE_HEARTBEAT": "0"}, "HIPUSH_NODE_HEARTBEAT must be between"),
+                           ({"HIPUSH_NODE_HEARTBEAT": "5"}, "at least twice HIPUSH_NODE_HEARTBEAT")]:
+        with pytest.raises(config_module.ConfigError, match=complaint):
+            config_module.load({**env, **bad})
+
+
+def node_of(api: Api, client_id: str) -> str:
+    """The node ("ip:port") /service/hash names for a client."""
+    answer = api.ok("/service/hash", {"client_id": client_id})
+    return f"{answer['ip']}:{answer['port']}"
+
+
+def handed_out(api: Api) -> set:
+    """The nodes /service/hash names for 60 random client ids and /service/random names in 30 calls:
+    each live comet node is among them (a node missing from all 90 answers has odds below 1e-9)."""
+    answers = {node_of(api, secrets.token_hex(16)) for _ in range(60)}
+    return answers | {"{ip}:{port}".format(**api.ok("/service/random")) for _ in range(30)}
+
+
+def test_a_killed_node_is_no_longer_handed_out(own_server):
+    survivor, victim = own_server(), own_server()
+    api = Api(survivor.base)
+    address = f"127.0.0.1:{victim.port}"
+    wait_for(lambda: address in handed_out(api), message="both nodes handed out")
+    client_id = next(c for c in iter(lambda: secrets.token_hex(16), None) if node_of(api, c) == address)
+    victim.kill()  # SIGKILL: no goodbye from the node
+    killed = time.monotonic()
+    # the deadline is twice the default HIPUSH_NODE_TTL (5 s), the most a dead node stays live
+    wait_for(lambda: node_of(api, client_id) != address, timeout=10, message="the killed node dropped")
+    print(f"a killed node left /service/hash {time.monotonic() - killed:.1f} s after its processes were gone")
+    still = handed_out(api)
+    assert address not in still and f"127.0.0.1:{survivor.port}" in still
+
+
+def test_a_node_whose_database_is_unreachable_stops_advertising_itself(own_server, tmp_path):
+    """Two nodes on one Redis, the second on a database of its own that goes away and comes back."""
+    database = PrivateMariaDB(tmp_path)
+    database.start()
+    private_redis = PrivateRedis()
+    private_redis.start()
+    try:
+        healthy = own_server(HIPUSH_REDIS_URL=private_redis.url)
+        own_server(HIPUSH_REDIS_URL=private_redis.url, HIPUSH_DATABASE_URL=database.url)
+        api = Api(healthy.base)
+        wait_for(lambda: len(handed_out(api)) == 2, message="both nodes handed out")
+        database.stop()
+        wait_for(lambda: handed_out(api) == {f"127.0.0.1:{healthy.port}"}, timeout=30, interval=0.2,
+                 message="the node without a database dropped")
+        database.start()
+        wait_for(lambda: len(handed_out(api)) == 2, timeout=60, interval=0.2,
+                 message="the node back once its database answers")
     finally:
         if database.process.poll() is None:
             database.stop()

@@ -61,7 +61,7 @@ class Services:
                                    BroadcastsInFlight(BroadcastMarks(pools)), config.default_expires)
         self.timers = Timers(self.store, self.publisher)
         self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
-        self.nodes = Nodes(NodeRegistry(pools), config.public_addr, config.node_ttl)
+        self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl)
         self.scheduler = None
 
     def start_background(self) -> None:

@@ -11,12 +11,21 @@ def _weight(client_id: str, node: str) -> bytes:
 
 
 class Nodes:
-    def __init__(self, registry, public_addr: str, ttl: float):
+    def __init__(self, registry, store, public_addr: str, ttl: float):
         self.registry = registry
+        self.store = store
         self.public_addr = public_addr
         self.ttl_ms = int(ttl * 1000)
 
     def heartbeat(self) -> None:
+        """Advertises this node while it can serve: its database answers and Redis takes the beat. A node
+        whose database fails leaves at once (and comes back with its next beat once it answers); one whose
+        Redis fails cannot beat, and is no longer handed out once the TTL has passed."""
+        try:
+            self.store.ping()
+        except Exception:
+            self.leave()
+            raise
         now = int(time.time() * 1000)
         self.registry.beat(self.public_addr, now, now - 100 * self.ttl_ms)  # forgets long-dead nodes
 

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from .counters import COUNTER_FIELDS
-from .db import COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topics, pushes, subscriptions, topics
+from .db import (COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topics, pushes, schema_version,
+                 subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -52,6 +53,12 @@ def _counter_update(table: str, token: str, rows: list):
 class Store:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
+
+    def ping(self) -> None:
+        """Raises unless the database answers: a read of the one-row schema table (as cheap as SELECT 1,
+        and on SQLite it reaches the file, which SELECT 1 does not)."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.select(schema_version.c.version).limit(1)).scalar()
 
     def _one(self, query):
         with self.engine.connect() as conn:
