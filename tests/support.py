@@ -10,10 +10,12 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 import requests
 from redis.cluster import RedisCluster
 
 from bench.systems import wait_until
+from hipush.storage.embedded import _redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -282,3 +284,26 @@ class Api:
         if ack is not None:
             self.poll(client, ack=ack, timeout=0)
         return ordered
+
+
+class PrivateRedis:
+    """A redis-server of our own on a TCP port, to stop and start under a running hipush."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen([_redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                                         "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run([_redis_server_binary().replace("redis-server", "redis-cli"), "-p",
+                                         str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG",
+                 message="private redis")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+
+    def client(self):
+        return redis.Redis(port=self.port, socket_timeout=5)

@@ -8,13 +8,11 @@ import threading
 import time
 
 import pytest
-import redis
 import requests
 
 from hipush import config as config_module
 from hipush.storage import keys
-from hipush.storage.embedded import _redis_server_binary
-from support import Api, Background, Server, free_port, wait_for
+from support import Api, Background, PrivateRedis, Server, free_port, wait_for
 
 
 @pytest.fixture
@@ -55,29 +53,6 @@ def test_queued_messages_survive_a_restart(own_server, backend_env):
     server.stop()
     again = own_server()
     assert [m["content"] for m in Api(again.base).receive(client, 1)] == ["before restart"]
-
-
-class PrivateRedis:
-    """A redis-server of our own on a TCP port, to stop and start under a running hipush."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen([_redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                                         "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        wait_for(lambda: subprocess.run([_redis_server_binary().replace("redis-server", "redis-cli"), "-p",
-                                         str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG",
-                 message="private redis")
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(10)
-
-    def client(self):
-        return redis.Redis(port=self.port, socket_timeout=5)
 
 
 def test_redis_outage_answers_503_and_recovers_by_itself(own_server):

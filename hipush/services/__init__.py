@@ -13,6 +13,7 @@ from ..storage.guards import IdempotentAnswers, Nonces, RateWindows
 from ..storage.nodes import NodeRegistry
 from ..storage.queues import Queues
 from ..storage.routes import DeliveryQueue
+from ..storage.runs import RunMarks
 from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
@@ -23,6 +24,7 @@ from .guards import Idempotency, RateLimiter
 from .jobs import Jobs
 from .nodes import Nodes
 from .publish import Publisher
+from .retention import CHECK_SECONDS as RETENTION_CHECK_SECONDS, Retention
 from .routes import Routes
 from .stats import Stats
 from .targets import Targets
@@ -46,7 +48,9 @@ class Services:
         pools = self.redis = redis_pools.connect(config.effective_redis_url, config.redis_cluster_nodes,
                                                  config.max_parked_polls, config.poll_timeout_max)
         self.queues = Queues(pools, config.limits.queue_length)
-        self.stats = Stats(self.store, CounterStore(pools))
+        counters = CounterStore(pools)
+        self.stats = Stats(self.store, counters)
+        self.retention = Retention(self.store, counters, RunMarks(pools), config.retention_days)
         self.apps = Apps(self.store, Nonces(pools))
         self.rate_limiter = RateLimiter(RateWindows(pools))
         self.idempotency = Idempotency(IdempotentAnswers(pools))
@@ -65,8 +69,8 @@ class Services:
         self.scheduler = None
 
     def start_background(self) -> None:
-        """Heartbeats, counter flushes and timed pushes, on APScheduler."""
-        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1)]
+        """Heartbeats, counter flushes, timed pushes and retention, on APScheduler."""
+        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1), (self.retention.run, RETENTION_CHECK_SECONDS)]
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:

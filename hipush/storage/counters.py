@@ -35,6 +35,13 @@ end
 return 1
 """
 
+# KEYS live pending: 1 while either half holds counts SQL does not have yet
+_UNFLUSHED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HGET', KEYS[2], 'applied') ~= '1' then return 1 end
+return 0
+"""
+
 # KEYS live pending. Both halves at once: a flush renames one into the other between two plain reads.
 _READ = """
 return {redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[1])}
@@ -56,6 +63,7 @@ class CounterStore:
         self._claim = pools.register_script(_CLAIM)
         self._mark_applied = pools.register_script(_MARK_APPLIED)
         self._read = pools.register_script(_READ)
+        self._unflushed = pools.register_script(_UNFLUSHED)
 
     def add(self, increments: dict, pipe=None) -> None:
         """increments: {(kind, id): {field: n}}; queued on `pipe` when given, else sent now."""
@@ -120,6 +128,14 @@ class CounterStore:
         for kind, row_id, token, _ in claimed:
             pipe.script(self._mark_applied, [keys.counter_keys(kind, row_id)[1]], [token, 3600])
         pipe.execute()
+
+    def unflushed(self, kind: str, row_ids) -> set:
+        """Those of the rows whose counts are not all in SQL yet (waiting for, or in, a flush); one round trip."""
+        row_ids = list(row_ids)
+        pipe = self.pools.pipeline()
+        for row_id in row_ids:
+            pipe.script(self._unflushed, keys.counter_keys(kind, row_id), [])
+        return {row_id for row_id, flag in zip(row_ids, pipe.execute() if row_ids else []) if flag}
 
     def read(self, kind, row_id):
         """(pending_token, pending_counts, live_counts) read atomically."""

@@ -11,6 +11,11 @@ FLUSH_LOCK = f"{PREFIX}:lock:flush"
 DIRTY_SHARDS = 16  # every counter update adds to one of them: spread over a cluster's masters
 
 
+def run_mark(job: str) -> str:
+    """Claimed by the one worker that runs a periodic job this round (storage/runs.py); expires by itself."""
+    return f"{PREFIX}:run:{job}"
+
+
 def counters_dirty(shard: int) -> str:
     """A set of "kind:id" with unflushed counts (storage/counters.py picks the shard of each)."""
     return f"{PREFIX}:cnt:dirty:{shard}"
