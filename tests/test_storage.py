@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from conftest import TEST_REDIS_CLUSTER, TEST_REDIS_URL
+from hipush import config
 from hipush.storage import keys, queues
 from hipush.storage import redis as redis_pools
 from hipush.storage.broadcasts import BroadcastMarks
@@ -183,3 +184,22 @@ def test_guards_nodes_and_client_meta(seam):
     geo = GeoIndex(seam)
     geo.add(40_000_000, tag, 48.85, 2.35)
     assert geo.near(40_000_000, 48.851, 2.351, 1000) == [tag]
+
+
+@pytest.mark.parametrize("env, complaint", [
+    ({"HIPUSH_REDIS_CLUSTER_NODES": "10.0.0.1"}, "must be host:port"),
+    ({"HIPUSH_REDIS_CLUSTER_NODES": "10.0.0.1:6379,:6380"}, "must be host:port"),
+    ({"HIPUSH_REDIS_CLUSTER_NODES": "10.0.0.1:6379", "HIPUSH_REDIS_URL": "redis://h:6379/3"}, "database 0"),
+    ({"HIPUSH_REDIS_CLUSTER_NODES": "10.0.0.1:6379", "HIPUSH_REDIS_URL": "unix:///tmp/r.sock"}, "redis:// or rediss://"),
+])
+def test_bad_cluster_settings_are_refused_with_a_clear_message(env, complaint, tmp_path):
+    with pytest.raises(config.ConfigError, match=complaint):
+        config.load({"HIPUSH_DATA_DIR": str(tmp_path), "HIPUSH_ENV_FILE": "/nonexistent", **env})
+
+
+def test_cluster_settings_take_the_password_and_tls_from_the_redis_url(tmp_path):
+    settings = config.load({"HIPUSH_DATA_DIR": str(tmp_path), "HIPUSH_ENV_FILE": "/nonexistent",
+                            "HIPUSH_REDIS_CLUSTER_NODES": " 10.0.0.1:6379, 10.0.0.2:6380 ",
+                            "HIPUSH_REDIS_URL": "rediss://user:secret@ignored:1/0"})
+    assert settings.redis_cluster_nodes == "10.0.0.1:6379,10.0.0.2:6380" and not settings.embedded_redis
+    assert settings.effective_redis_url == "rediss://user:secret@ignored:1/0"
