@@ -109,13 +109,7 @@ def test_counters_of_many_rows_reach_their_flush_exactly_once(seam):
     lock = counters.flush_lock()
     assert lock.acquire()
     try:
-        dirty = []
-        while True:
-            batch = counters.dirty(20)
-            dirty += [(kind, int(row_id)) for kind, row_id in batch]
-            if len(batch) < 20:
-                break
-        assert sorted(dirty) == sorted(rows)
+        assert sorted(_take_dirty(counters, rows, 20)) == sorted(rows)
         claimed = counters.claim(rows)
         assert {(kind, row_id): deltas for kind, row_id, _, deltas in claimed} == \
             {row: {"sent": 2, "arrived": 1} for row in rows}
@@ -203,3 +197,23 @@ def test_cluster_settings_take_the_password_and_tls_from_the_redis_url(tmp_path)
                             "HIPUSH_REDIS_URL": "rediss://user:secret@ignored:1/0"})
     assert settings.redis_cluster_nodes == "10.0.0.1:6379,10.0.0.2:6380" and not settings.embedded_redis
     assert settings.effective_redis_url == "rediss://user:secret@ignored:1/0"
+
+
+def test_rows_marked_dirty_by_an_earlier_version_are_still_flushed(seam):
+    """Before the dirty set was spread over shards, every row went to hp:cnt:dirty: an upgrade keeps them."""
+    counters = CounterStore(seam)
+    row = ("job", 50_000_000 + int(time.time() * 1000) % 1_000_000)
+    seam.commands.sadd(keys.COUNTERS_DIRTY_BEFORE_SHARDS, f"{row[0]}:{row[1]}")
+    assert _take_dirty(counters, [row], 1000) == [row]
+
+
+def _take_dirty(counters, rows, batch) -> list:
+    """Those of `rows` the dirty sets held, taken out by batches of `batch`; the rows of the run's servers go back."""
+    taken = []
+    while True:
+        popped = [(kind, int(row_id)) for kind, row_id in counters.dirty(batch)]
+        taken += popped
+        if len(popped) < batch:
+            break
+    counters.mark_dirty([row for row in taken if row not in rows])
+    return [row for row in taken if row in rows]
