@@ -20,7 +20,7 @@ def _apps():
 
 def _public(app: dict) -> dict:
     return {k: app[k] for k in ("app_key", "app_secret", "name", "sign_policy", "token_policy", "allowed_origins",
-                                "publish_rate", "subscribe_rate")}
+                                "jsonp", "publish_rate", "subscribe_rate")}
 
 
 def _add_push_command(commands) -> None:
@@ -80,13 +80,16 @@ def main(argv=None) -> int:
     commands.add_parser("list-apps", help="list registered apps as JSON lines")
     rotate = commands.add_parser("rotate-secret", help="give an app a new app_secret; the old one stops working")
     rotate.add_argument("app_key")
-    settings = commands.add_parser("app-set", help="change an app's sign policy, token policy or allowed origins")
+    settings = commands.add_parser("app-set", help="change an app's sign policy, token policy, allowed origins, "
+                                                   "JSONP or rate limits")
     settings.add_argument("app_key")
     settings.add_argument("--sign-policy", choices=["md5", "hmac"],
                           help="md5: MD5 and HMAC signatures accepted; hmac: HMAC-SHA256 only")
     settings.add_argument("--token-policy", choices=["open", "signed"],
                           help="signed: /user/token needs app_key + sign, so only the app's backend gets tokens")
     settings.add_argument("--allowed-origins", help="comma list of origins allowed by CORS, or * (default)")
+    settings.add_argument("--jsonp", choices=["on", "off"],
+                          help="off: client calls with callback are refused (JSONP answers any page, CORS or not)")
     settings.add_argument("--publish-rate", help="publish calls per second (0: unlimited; default: the server's)")
     settings.add_argument("--subscribe-rate", help="subscribe calls per second (0: unlimited; default: the server's)")
     _add_push_command(commands)
@@ -105,7 +108,7 @@ def main(argv=None) -> int:
         elif args.command == "app-set":
             print(json.dumps(_public(apps.configure(
                 args.app_key, args.sign_policy, args.token_policy, args.allowed_origins,
-                args.publish_rate, args.subscribe_rate))))
+                args.publish_rate, args.subscribe_rate, args.jsonp))))
     except (ApiError, config_module.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

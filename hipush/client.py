@@ -367,9 +367,10 @@ class Admin:
         self.close()
 
     # signing
-    def sign(self, params: Sequence[tuple], method: Optional[str] = None) -> list:
-        """(name, value) pairs with app_key and the signature added, as `method` (default: this Admin's;
-        "basic" signs with HMAC-SHA256) wants them. Each call makes a fresh timestamp and nonce."""
+    def sign(self, path: str, params: Sequence[tuple], method: Optional[str] = None) -> list:
+        """(name, value) pairs for a call of `path` ("/manager/del_tag") with app_key and the signature added,
+        as `method` (default: this Admin's; "basic" signs with HMAC-SHA256) wants them. An HMAC signature
+        covers the path, so it is good for that call only; each call makes a fresh timestamp and nonce."""
         method = method or self.sign_method
         pairs = [(name, _text(value)) for name, value in params if value is not None]
         if not any(name in ("app_key", "appkey") for name, _ in pairs):
@@ -378,7 +379,7 @@ class Admin:
             return pairs + [("sign", signing.md5_sign(pairs, self.app_secret))]
         pairs += [("sign_method", signing.HMAC_METHOD), ("timestamp", str(int(time.time()))),
                   ("nonce", secrets.token_hex(16))]
-        return pairs + [("sign", signing.hmac_sign(pairs, self.app_secret))]
+        return pairs + [("sign", signing.hmac_sign(path, pairs, self.app_secret))]
 
     # transport
     def _call(self, path: str, params: Sequence[tuple], *, rest: bool, idempotent: bool):
@@ -387,7 +388,7 @@ class Admin:
                 pairs = [(name, _text(value)) for name, value in params if value is not None]
                 auth = (self.app_key, self.app_secret)
             else:
-                pairs, auth = self.sign(params), None
+                pairs, auth = self.sign(path, params), None
             return self.http.post(self.server + path, data=pairs, auth=auth, timeout=self.timeout)
 
         failures = 0

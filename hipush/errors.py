@@ -22,8 +22,9 @@ def not_found(reason):
     return ApiError(404, 1026, reason)
 
 
-def method_not_allowed(reason="HTTP method not allowed"):
-    return ApiError(405, 1027, reason)
+def method_not_allowed(allowed):
+    """405, with the Allow header (RFC 9110) naming the methods the path takes."""
+    return ApiError(405, 1027, "HTTP method not allowed", {"Allow": ", ".join(allowed)})
 
 
 def auth_failed(reason):

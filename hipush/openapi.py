@@ -142,6 +142,7 @@ def document() -> dict:
         "paths": paths,
         "components": {"securitySchemes": {
             "signature": {"type": "apiKey", "in": "query", "name": "sign",
-                          "description": "MD5 or HMAC-SHA256 over the sorted parameters (see README, Signing)"},
+                          "description": "MD5 over the sorted parameters, or HMAC-SHA256 over the request "
+                                         "path and the encoded sorted parameters (see README, Signing)"},
             "basic": {"type": "http", "scheme": "basic", "description": "app_key:app_secret"}}},
     }

@@ -3,8 +3,10 @@
 MD5 (the seed's scheme): every parameter but `sign`, `appkey` read as `app_key`,
 stably sorted by name, joined raw as name=value with '&', the app secret
 appended, MD5 in lowercase hex. Raw joining is ambiguous: a value holding
-"&b=2" reads the same as a separate parameter b. The HMAC scheme closes that by
-percent-encoding every name and value before joining.
+"&b=2" reads the same as a separate parameter b, and nothing names the call, so
+a signature is good for any path taking the same parameters. The HMAC scheme
+closes both: it signs the request path, a newline, then every name and value
+percent-encoded before joining.
 """
 import hashlib
 import hmac
@@ -29,12 +31,14 @@ def md5_sign(params, secret: str) -> str:
     return hashlib.md5((md5_canonical(params) + secret).encode("utf-8")).hexdigest()
 
 
-def hmac_canonical(params) -> str:
-    return "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in _signed_pairs(params))
+def hmac_canonical(path: str, params) -> str:
+    """`path` is the request path ("/manager/del_tag": no host, no query), so a signature fits one call only."""
+    return path + "\n" + "&".join(f"{quote(name, safe='')}={quote(value, safe='')}"
+                                  for name, value in _signed_pairs(params))
 
 
-def hmac_sign(params, secret: str) -> str:
-    return hmac.new(secret.encode("utf-8"), hmac_canonical(params).encode("utf-8"), hashlib.sha256).hexdigest()
+def hmac_sign(path: str, params, secret: str) -> str:
+    return hmac.new(secret.encode("utf-8"), hmac_canonical(path, params).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def json_value_text(value) -> str:
@@ -44,8 +48,9 @@ def json_value_text(value) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
-def signature_matches(params, secret: str, given: str) -> bool:
-    """Checks `given` against the scheme the request names with `sign_method` (MD5 when absent)."""
+def signature_matches(path: str, params, secret: str, given: str) -> bool:
+    """Checks `given` against the scheme the request names with `sign_method` (MD5 when absent); `path` is
+    the request path, which HMAC signs and MD5 (as the seed defines it) does not."""
     method = dict(params).get("sign_method", "md5")
-    expected = hmac_sign(params, secret) if method == HMAC_METHOD else md5_sign(params, secret)
+    expected = hmac_sign(path, params, secret) if method == HMAC_METHOD else md5_sign(params, secret)
     return hmac.compare_digest(expected.encode(), (given or "").lower().encode("utf-8"))  # str form: ASCII only

@@ -13,7 +13,7 @@ def run(server, *args):
 
 def test_create_list_rotate_and_configure_an_app(server, api):
     app = server.create_app("shop")
-    assert set(app) >= {"app_key", "app_secret", "name"} and app["name"] == "shop"
+    assert set(app) >= {"app_key", "app_secret", "name"} and app["name"] == "shop" and app["jsonp"] is True
     listed = [json.loads(line) for line in server.cli("list-apps").splitlines()]
     assert app["app_key"] in {a["app_key"] for a in listed}
 
@@ -26,9 +26,11 @@ def test_create_list_rotate_and_configure_an_app(server, api):
 
     settings = json.loads(server.cli("app-set", app["app_key"], "--token-policy", "signed",
                                      "--allowed-origins", "https://a.example, https://b.example",
-                                     "--publish-rate", "50"))
-    assert (settings["token_policy"], settings["allowed_origins"], settings["publish_rate"]) == \
-        ("signed", "https://a.example,https://b.example", 50)
+                                     "--publish-rate", "50", "--jsonp", "off"))
+    assert (settings["token_policy"], settings["allowed_origins"], settings["publish_rate"], settings["jsonp"]) == \
+        ("signed", "https://a.example,https://b.example", 50, False)
+    assert {a["app_key"]: a["jsonp"] for a in map(json.loads, server.cli("list-apps").splitlines())}[app["app_key"]] \
+        is False
     client_id = api.ok("/user/genId", {"device_id": "d", "app_key": app["app_key"]})["client_id"]
     wait_for(lambda: api.call("/user/token", {"client_id": client_id}).status_code == 401,
              message="the signed token policy applies")
@@ -41,5 +43,7 @@ def test_bad_commands_fail_clearly_and_change_nothing(server):
     assert bad_rate.returncode == 1 and "publish_rate" in bad_rate.stderr
     bad_policy = run(server, "app-set", "k", "--sign-policy", "sha1")
     assert bad_policy.returncode == 2 and "invalid choice" in bad_policy.stderr
+    bad_jsonp = run(server, "app-set", "k", "--jsonp", "maybe")
+    assert bad_jsonp.returncode == 2 and "invalid choice" in bad_jsonp.stderr
     too_long = run(server, "create-app", "x" * 65)
     assert too_long.returncode == 1 and "name" in too_long.stderr

@@ -247,6 +247,32 @@ def test_bad_jsonp_callback_is_refused_as_plain_json(api, idle_client, callback)
     assert response.json()["error"] == 1024
 
 
+def assert_refused_as_plain_json(response):
+    assert response.status_code == 403, response.text
+    assert response.headers["Content-Type"].split(";")[0] == "application/json"
+    assert response.json()["error"] == 1024 and "JSONP" in response.json()["reason"]
+
+
+def test_an_app_with_jsonp_off_refuses_every_client_call_with_callback_and_acks_nothing(server, api, app_):
+    server.cli("app-set", app_["app_key"], "--jsonp", "off")  # before the server has seen this app
+    client = api.register(app_, "no-jsonp")
+    api.send(app_, api.new_job(app_), client, "kept")
+    [first] = api.poll(client)
+
+    for path, params in (
+            ("/user/genId", {"device_id": "another", "app_key": app_["app_key"]}),
+            ("/user/token", {"client_id": client["client_id"]}),
+            ("/user/location", {**client, "lat": "1", "lng": "2"}),
+            ("/comet/poll", poll_params(client, ack=first["id"]))):
+        assert_refused_as_plain_json(api.call(path, {**params, "callback": "cb"}))
+    assert api.poll(client) == [first], "the refused JSONP poll acknowledged it"
+    assert api.ok("/user/genId", {"device_id": "another", "app_key": app_["app_key"]})["client_id"]
+
+    server.cli("app-set", app_["app_key"], "--jsonp", "on")
+    wait_for(lambda: api.call("/comet/poll", poll_params(client, callback="cb")).text.startswith("/**/cb("),
+             message="JSONP answered again (workers cache an app for 5 s)")
+
+
 # ---------------------------------------------------------------- CORS
 
 def poll_origin(server, client, origin):

@@ -21,6 +21,21 @@ def test_every_route_is_described(server):
     assert page.status_code == 200 and "/push/tags" in page.text
 
 
+def test_every_405_names_the_described_methods_in_allow(server):
+    """RFC 9110: a 405 carries Allow, the methods the resource takes (what schemathesis' unsupported_method
+    and allow_header_conformance checks ask); here every path with every method it does not describe."""
+    document = requests.get(server.base + "/openapi.json", timeout=10).json()
+    wrong = []
+    for path, operations in document["paths"].items():
+        described = {method.upper() for method in operations}
+        for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"} - described):
+            response = requests.request(method, server.base + path, timeout=10)
+            allowed = {m.strip() for m in response.headers.get("Allow", "").split(",") if m.strip()}
+            if response.status_code != 405 or allowed != described:
+                wrong.append(f"{method} {path}: {response.status_code}, Allow: {response.headers.get('Allow')!r}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_call_fails_or_breaks_its_description(server):
     """Every operation, fuzzed; failures of all operations are collected and reported together.
     (schemathesis' lazy pytest fixture does not run on pytest 9, so the loop is written out.)"""

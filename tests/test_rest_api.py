@@ -385,6 +385,17 @@ def auth_failures(app, other_app) -> dict:
     def basic(app_key, secret):
         return lambda rest, path, params: rest.call(path, params, how="basic", auth=(app_key, secret))
 
+    def right_basic_and(*extra, signed=False):
+        """The right HTTP Basic pair with parameters that disagree with it: `extra` pairs, and with
+        signed=True app_key plus its right MD5 sign (one credential per call: refused as well)."""
+        def call(rest, path, params):
+            pairs = [(k, field_text(v)) for k, v in as_pairs(params)] + list(extra)
+            if signed:
+                pairs = [("app_key", app["app_key"])] + pairs
+                pairs.append(("sign", seed_sign(pairs, app["app_secret"])))
+            return rest.call(path, pairs, how="basic")
+        return call
+
     return {
         "missing sign": form(app["app_key"]),
         "wrong sign": form(app["app_key"], "not-the-secret"),
@@ -396,6 +407,11 @@ def auth_failures(app, other_app) -> dict:
         "basic, wrong secret": basic(app["app_key"], "not-the-secret"),
         "basic, another app's secret": basic(app["app_key"], other_app["app_secret"]),
         "basic, unknown app_key": basic(UNKNOWN_APP["app_key"], UNKNOWN_APP["app_secret"]),
+        "basic with a wrong sign": right_basic_and(("sign", "0" * 32)),
+        "basic with a malformed sign_method": right_basic_and(("sign_method", "sha1")),
+        "basic with another app's app_key": right_basic_and(("app_key", other_app["app_key"])),
+        "basic with another app's appkey": right_basic_and(("appkey", other_app["app_key"])),
+        "basic with a right sign too": right_basic_and(signed=True),
     }
 
 
@@ -413,6 +429,10 @@ def test_bad_authentication_is_refused_on_every_call_and_changes_nothing(api, re
     assert [t["tag"] for t in rest.ok("/manager/query_tags")["data"]] == ["t"]
     assert rest.ok("/manager/terminal_num_with_tag", {"tag": "t"})["num"] == 1
     assert [t["msg_id"] for t in rest.ok("/manager/query_timers")["data"]] == [world["timer"]]
+
+
+def test_basic_auth_may_name_its_own_app_key(api, rest, app_):
+    assert rest.ok("/manager/query_tags", {"app_key": app_["app_key"]}, how="basic")["status"] == 1
 
 
 def test_wrong_methods_are_refused_with_the_rest_envelope(api, rest):

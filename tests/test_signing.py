@@ -1,5 +1,6 @@
 """Signatures and client credentials: pure functions, checked against the seed's formula written out by hand."""
 import hashlib
+import hmac
 
 from hipush import identity, signing
 from support import seed_sign
@@ -33,26 +34,41 @@ def test_values_are_signed_raw_including_utf8():
 def test_signature_matches_is_case_insensitive_and_rejects_others():
     pairs = [("app_key", "k"), ("x", "1")]
     good = signing.md5_sign(pairs, "s")
-    assert signing.signature_matches(pairs, "s", good.upper())
-    assert not signing.signature_matches(pairs, "other", good)
-    assert not signing.signature_matches(pairs, "s", "")
-    assert not signing.signature_matches(pairs, "s", None)
+    assert signing.signature_matches("/p", pairs, "s", good.upper())
+    assert not signing.signature_matches("/p", pairs, "other", good)
+    assert not signing.signature_matches("/p", pairs, "s", "")
+    assert not signing.signature_matches("/p", pairs, "s", None)
 
 
 def test_hmac_scheme_closes_the_md5_value_splitting_ambiguity():
     one_value = [("a", "1&b=2")]
     two_params = [("a", "1"), ("b", "2")]
     assert signing.md5_canonical(one_value) == signing.md5_canonical(two_params)
-    assert signing.hmac_canonical(one_value) != signing.hmac_canonical(two_params)
-    assert signing.hmac_sign(one_value, "s") != signing.hmac_sign(two_params, "s")
+    assert signing.hmac_canonical("/p", one_value) != signing.hmac_canonical("/p", two_params)
+    assert signing.hmac_sign("/p", one_value, "s") != signing.hmac_sign("/p", two_params, "s")
 
 
-def test_hmac_sign_is_chosen_by_sign_method():
+def test_hmac_canonical_string_is_the_path_a_newline_then_the_encoded_sorted_parameters():
+    pairs = [("tag", "a b&c"), ("sign", "x"), ("appkey", "k"), ("nonce", "n")]
+    assert signing.hmac_canonical("/manager/del_tag", pairs) == "/manager/del_tag\napp_key=k&nonce=n&tag=a%20b%26c"
+    expected = hmac.new(b"s", b"/manager/del_tag\napp_key=k&nonce=n&tag=a%20b%26c", hashlib.sha256).hexdigest()
+    assert signing.hmac_sign("/manager/del_tag", pairs, "s") == expected
+
+
+def test_hmac_sign_is_chosen_by_sign_method_and_bound_to_its_path():
     pairs = [("app_key", "k"), ("sign_method", signing.HMAC_METHOD), ("timestamp", "1"), ("nonce", "n")]
-    sign = signing.hmac_sign(pairs, "s")
+    sign = signing.hmac_sign("/job/genId", pairs, "s")
     assert len(sign) == 64
-    assert signing.signature_matches(pairs, "s", sign)
-    assert not signing.signature_matches(pairs, "s", signing.md5_sign(pairs, "s"))
+    assert signing.signature_matches("/job/genId", pairs, "s", sign)
+    assert not signing.signature_matches("/job/stats", pairs, "s", sign)
+    assert not signing.signature_matches("/job/genId", pairs, "s", signing.md5_sign(pairs, "s"))
+
+
+def test_md5_signs_the_parameters_only_as_the_seed_defines_it():
+    pairs = [("app_key", "k"), ("tag", "t")]
+    sign = signing.md5_sign(pairs, "s")
+    assert signing.signature_matches("/manager/terminal_num_with_tag", pairs, "s", sign)
+    assert signing.signature_matches("/manager/del_tag", pairs, "s", sign)
 
 
 def test_json_values_are_signed_as_compact_sorted_json():

@@ -8,6 +8,7 @@ from ..errors import auth_failed, bad_param, not_found
 
 SIGN_POLICIES = ("md5", "hmac")
 TOKEN_POLICIES = ("open", "signed")
+JSONP_SETTINGS = ("on", "off")
 
 
 class Apps:
@@ -40,8 +41,9 @@ class Apps:
             raise auth_failed("unknown app_key")
         return app
 
-    def authenticate(self, params) -> dict:
-        """The app a signed call comes from, or 401 / 1028."""
+    def authenticate(self, params, path: str) -> dict:
+        """The app a signed call comes from, or 401 / 1028. `path`: the request path ("/manager/del_tag"),
+        which an HMAC signature covers."""
         if params.all("app_key") and params.all("appkey"):
             raise auth_failed("give app_key or appkey, not both")
         app = self.require(params.get("app_key") or params.get("appkey"))
@@ -55,9 +57,9 @@ class Apps:
         sign = params.get("sign")
         if not sign:
             raise auth_failed("missing sign")
-        if not signing.signature_matches(params.pairs, app["app_secret"], sign):
+        if not signing.signature_matches(path, params.pairs, app["app_secret"], sign):
             app = self.by_key(app["app_key"], fresh=True)  # the secret may have just been rotated
-            if not signing.signature_matches(params.pairs, app["app_secret"], sign):
+            if not signing.signature_matches(path, params.pairs, app["app_secret"], sign):
                 raise auth_failed("wrong sign")
         if method == signing.HMAC_METHOD:
             nonce = params.get("nonce")
@@ -87,7 +89,7 @@ class Apps:
         return {"app_key": app_key, "app_secret": secret}
 
     def configure(self, app_key: str, sign_policy=None, token_policy=None, allowed_origins=None,
-                  publish_rate=None, subscribe_rate=None) -> dict:
+                  publish_rate=None, subscribe_rate=None, jsonp=None) -> dict:
         """Changes the given settings; a rate of "default" returns to the server's default."""
         values = {}
         for name, rate in (("publish_rate", publish_rate), ("subscribe_rate", subscribe_rate)):
@@ -103,6 +105,10 @@ class Apps:
             if token_policy not in TOKEN_POLICIES:
                 raise bad_param(f"token policy must be one of {', '.join(TOKEN_POLICIES)}")
             values["token_policy"] = token_policy
+        if jsonp is not None:
+            if jsonp not in JSONP_SETTINGS:
+                raise bad_param("jsonp must be on or off")
+            values["jsonp"] = jsonp == "on"
         if allowed_origins is not None:
             values["allowed_origins"] = ",".join(o.strip() for o in allowed_origins.split(",") if o.strip()) or "*"
         if values and not self.store.update_app(app_key, **values):

@@ -1,5 +1,5 @@
 """Admin node calls made by app backends, signed (SPEC §3): jobs, publishing, topics, stats, revocation."""
-from flask import Blueprint
+from flask import Blueprint, request
 
 from .. import limits as L
 from ..services import services
@@ -14,7 +14,7 @@ METHODS = ["GET", "POST"]
 def signed_call(limit=None):
     """(params, app) of a signed call; limit: "publish" or "subscribe" applies that rate limit."""
     params = request_params()
-    app = services().apps.authenticate(params)
+    app = services().apps.authenticate(params, request.path)
     if limit:
         limit_app(app, limit)
     return params, app

@@ -1,11 +1,11 @@
 """The comet long-poll endpoint (SPEC §5)."""
-from flask import Blueprint
+from flask import Blueprint, g
 
 from .. import limits as L
 from ..errors import ApiError, auth_failed
 from ..services import services
 from .render import allow_origin, answer
-from .web import client_params
+from .web import check_jsonp, client_params
 
 bp = Blueprint("comet", __name__)
 
@@ -18,6 +18,8 @@ def poll():
         raise auth_failed("client_id and token are required")
     clients = services().clients
     epoch = clients.token_epoch(client_id, token)
+    if g.jsonp:  # only a JSONP poll needs its app first: refused, it must not answer or ack anything
+        check_jsonp(services().apps.by_id(clients.authenticate(client_id, token)))
     config = services().config
     try:
         ack = params.get("ack") or None

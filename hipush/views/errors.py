@@ -2,7 +2,7 @@
 import logging
 
 import sqlalchemy.exc
-from flask import request
+from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, bad_param, internal, method_not_allowed, not_found, too_large, unavailable
@@ -13,7 +13,16 @@ from .render import allow_any_origin, answer, legacy_error, to_json
 log = logging.getLogger("hipush")
 
 CLIENT_PATHS = ("/user/genId", "/user/token", "/user/location", "/service/", "/comet/")
-_HTTP = {404: lambda: not_found("no such path"), 405: method_not_allowed,
+METHODS = ("GET", "POST")  # SPEC: every other method is 405
+
+
+def _method_not_allowed():
+    """405 for this path, listing the methods among GET and POST that its route takes."""
+    routed = current_app.create_url_adapter(request).allowed_methods()
+    return method_not_allowed([method for method in METHODS if method in routed])
+
+
+_HTTP = {404: lambda: not_found("no such path"), 405: _method_not_allowed,
          413: lambda: too_large("request body too large")}
 
 
@@ -36,9 +45,10 @@ def to_api_error(exc: Exception) -> ApiError:
 def init_app(app) -> None:
     @app.before_request
     def only_get_and_post():
-        """SPEC: any method but GET and POST is 405 (Flask would answer HEAD and OPTIONS itself)."""
-        if request.method in ("HEAD", "OPTIONS"):
-            raise method_not_allowed()
+        """SPEC: any method but GET and POST is 405 (Flask would answer HEAD and OPTIONS itself); a path
+        that no route takes stays 404."""
+        if request.method not in METHODS and request.url_rule is not None:
+            raise _method_not_allowed()
 
     @app.errorhandler(Exception)
     def render(exc):

@@ -36,14 +36,24 @@ def authenticated(limit=None):
     params = request_params()
     basic = request.authorization
     if basic is not None and basic.type == "basic":
+        _refuse_other_credentials(params, basic.username)
         app = services().apps.require(basic.username)
         if not hmac.compare_digest((basic.password or "").encode(), app["app_secret"].encode()):
             raise auth_failed("wrong app_secret")
     else:
-        app = services().apps.authenticate(params)
+        app = services().apps.authenticate(params, request.path)
     if limit:
         limit_app(app, limit)
     return params, app
+
+
+def _refuse_other_credentials(params, app_key):
+    """A call authenticates one way: with HTTP Basic, no sign or sign_method (even a right one), and an
+    app_key only if it is the Basic user's, so that nothing in the call disagrees with what was checked."""
+    if params.first("sign") is not None or params.first("sign_method") is not None:
+        raise auth_failed("give HTTP Basic or a signature (sign, sign_method), not both")
+    if any(key != app_key for key in params.all("app_key") + params.all("appkey")):
+        raise auth_failed("the app_key parameter is not the HTTP Basic user")
 
 
 def route(path, query=False):

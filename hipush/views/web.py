@@ -1,8 +1,8 @@
 """Web node calls made by clients, unsigned (SPEC §3): ids, tokens, locations, which node to poll."""
-from flask import Blueprint, g
+from flask import Blueprint, g, request
 
 from .. import limits as L
-from ..errors import auth_failed
+from ..errors import auth_failed, bad_param
 from ..services import services
 from .guards import limit_client_ip
 from .params import request_params
@@ -19,6 +19,14 @@ def client_params():
     return params
 
 
+def check_jsonp(app) -> None:
+    """Once a client call's app is known: a JSONP call (callback) of an app that turned JSONP off is refused
+    before it does anything, and in plain JSON, so that no answer of that app reaches a script tag."""
+    if g.get("jsonp") and not app["jsonp"]:
+        g.jsonp = None
+        raise bad_param("this app has JSONP off: call without callback (with CORS)")
+
+
 def _location(params, required: bool):
     lat, lng = params.get("lat"), params.get("lng")
     if not required and lat in (None, "") and lng in (None, ""):
@@ -31,6 +39,7 @@ def gen_id():
     limit_client_ip()
     params = client_params()
     app = services().apps.require(params.get("app_key"))
+    check_jsonp(app)
     device_id, org, address = params.get("device_id"), params.get("org"), params.get("address")
     L.check_length("device_id", device_id, 128)
     L.check_length("org", org, 64)
@@ -49,10 +58,11 @@ def token():
     params = client_params()
     signed_app = None
     if params.first("sign") is not None:
-        signed_app = services().apps.authenticate(params)
+        signed_app = services().apps.authenticate(params, request.path)
     client_id = L.parse_client_id(params.get("client_id"))
     client = services().clients.get(signed_app["id"] if signed_app else None, client_id)
     app = services().apps.by_id(client["app_id"])
+    check_jsonp(app)
     if app["token_policy"] == "signed" and signed_app is None:
         raise auth_failed("this app hands out tokens only to signed requests (app_key + sign)")
     return allow_origin(ok(services().clients.issue_token(client)), app)
@@ -63,10 +73,11 @@ def location():
     limit_client_ip()
     params = client_params()
     client_id = params.get("client_id") or ""
-    app_id = services().clients.authenticate(client_id, params.get("token"))
+    app = services().apps.by_id(services().clients.authenticate(client_id, params.get("token")))
+    check_jsonp(app)
     lat, lng = _location(params, required=True)
-    services().clients.set_location(app_id, client_id, lat, lng)
-    return allow_origin(ok("OK"), services().apps.by_id(app_id))
+    services().clients.set_location(app["id"], client_id, lat, lng)
+    return allow_origin(ok("OK"), app)
 
 
 @bp.route("/service/hash", methods=METHODS)
