@@ -217,3 +217,15 @@ def _take_dirty(counters, rows, batch) -> list:
             break
     counters.mark_dirty([row for row in taken if row not in rows])
     return [row for row in taken if row in rows]
+
+
+def test_scripts_a_server_lost_are_loaded_again_where_they_run(seam):
+    """After a restart or a failover a master has no scripts: each call that misses loads its own on its master."""
+    ops, counters = queues.Queues(seam, queue_length=5), CounterStore(seam)
+    clients = [uuid.uuid4().hex for _ in range(20)]
+    seam.commands.script_flush()
+    pipe = seam.pipeline()
+    at = ops.enqueue(pipe, clients, queues.entry(1, 7, LATER, "{}"), False)
+    assert ops.enqueued(pipe.execute(), at) == [[]] * len(clients)
+    seam.commands.script_flush()
+    assert counters.read("push", 60_000_000) == (None, {}, {})
