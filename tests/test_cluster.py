@@ -6,10 +6,15 @@ a message the clients acknowledged before is never handed out again, and every p
 delivered. Publishes answered with an error during the failover are counted (they are not delivered).
 """
 import time
+import uuid
 
 import pytest
+import redis
 
 import support
+from bench.cluster import LocalCluster
+from hipush.storage import queues
+from hipush.storage import redis as redis_pools
 from support import Api, park_poll
 
 pytestmark = pytest.mark.cluster
@@ -66,6 +71,33 @@ def test_a_killed_master_fails_over_without_redelivery_or_loss(server, api, app_
     finally:
         local_cluster.restart(victim)
         local_cluster.wait_healthy()
+
+
+def test_a_password_protected_cluster_is_reached_with_the_password_of_the_redis_url():
+    """HIPUSH_REDIS_URL gives the cluster's password; its host is not used."""
+    cluster = LocalCluster(masters=3).start()
+    try:
+        for port in cluster.ports:
+            node = redis.Redis(port=port)
+            node.config_set("masterauth", "s3cret")
+            node.config_set("requirepass", "s3cret")
+            node.close()
+        pools = redis_pools.connect("redis://:s3cret@unused.invalid:1/0", cluster.seeds, 5, 60)
+        ops = queues.Queues(pools, queue_length=10)
+        clients = [uuid.uuid4().hex for _ in range(10)]
+        pipe = pools.pipeline()
+        at = ops.enqueue(pipe, clients, queues.entry(1, 7, 2**60, "{}"), False)
+        assert ops.enqueued(pipe.execute(), at) == [[]] * 10
+        held = ops.hold(clients[0])  # a blocking connection of its own pool, with the password too
+        try:
+            step = ops.begin_poll(held, clients[0], held.poller_id(1), None, 0, 10, 60_000, 1000)
+            assert [queues.message_json(e) for e in step.entries] == ["{}"]
+        finally:
+            held.release()
+        with pytest.raises(redis.exceptions.RedisClusterException, match="username-password"):
+            redis_pools.connect("redis://:wrong@unused.invalid:1/0", cluster.seeds, 5, 60)
+    finally:
+        cluster.stop()
 
 
 def _queue_key(client: dict) -> str:

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from conftest import TEST_REDIS_CLUSTER, TEST_REDIS_URL
+from hipush import config
 from hipush.storage import keys, queues
 from hipush.storage import redis as redis_pools
 from hipush.storage.broadcasts import BroadcastMarks
@@ -108,13 +109,7 @@ def test_counters_of_many_rows_reach_their_flush_exactly_once(seam):
     lock = counters.flush_lock()
     assert lock.acquire()
     try:
-        dirty = []
-        while True:
-            batch = counters.dirty(20)
-            dirty += [(kind, int(row_id)) for kind, row_id in batch]
-            if len(batch) < 20:
-                break
-        assert sorted(dirty) == sorted(rows)
+        assert sorted(_take_dirty(counters, rows, 20)) == sorted(rows)
         claimed = counters.claim(rows)
         assert {(kind, row_id): deltas for kind, row_id, _, deltas in claimed} == \
             {row: {"sent": 2, "arrived": 1} for row in rows}
@@ -183,3 +178,54 @@ def test_guards_nodes_and_client_meta(seam):
     geo = GeoIndex(seam)
     geo.add(40_000_000, tag, 48.85, 2.35)
     assert geo.near(40_000_000, 48.851, 2.351, 1000) == [tag]
+
+
+@pytest.mark.parametrize("env, complaint", [
+    ({"HIPUSH_REDIS_CLUSTER_NODES": "10.0.0.1"}, "must be host:port"),
+    ({"HIPUSH_REDIS_CLUSTER_NODES": "10.0.0.1:6379,:6380"}, "must be host:port"),
+    ({"HIPUSH_REDIS_CLUSTER_NODES": "10.0.0.1:6379", "HIPUSH_REDIS_URL": "redis://h:6379/3"}, "database 0"),
+    ({"HIPUSH_REDIS_CLUSTER_NODES": "10.0.0.1:6379", "HIPUSH_REDIS_URL": "unix:///tmp/r.sock"}, "redis:// or rediss://"),
+])
+def test_bad_cluster_settings_are_refused_with_a_clear_message(env, complaint, tmp_path):
+    with pytest.raises(config.ConfigError, match=complaint):
+        config.load({"HIPUSH_DATA_DIR": str(tmp_path), "HIPUSH_ENV_FILE": "/nonexistent", **env})
+
+
+def test_cluster_settings_take_the_password_and_tls_from_the_redis_url(tmp_path):
+    settings = config.load({"HIPUSH_DATA_DIR": str(tmp_path), "HIPUSH_ENV_FILE": "/nonexistent",
+                            "HIPUSH_REDIS_CLUSTER_NODES": " 10.0.0.1:6379, 10.0.0.2:6380 ",
+                            "HIPUSH_REDIS_URL": "rediss://user:secret@ignored:1/0"})
+    assert settings.redis_cluster_nodes == "10.0.0.1:6379,10.0.0.2:6380" and not settings.embedded_redis
+    assert settings.effective_redis_url == "rediss://user:secret@ignored:1/0"
+
+
+def test_rows_marked_dirty_by_an_earlier_version_are_still_flushed(seam):
+    """Before the dirty set was spread over shards, every row went to hp:cnt:dirty: an upgrade keeps them."""
+    counters = CounterStore(seam)
+    row = ("job", 50_000_000 + int(time.time() * 1000) % 1_000_000)
+    seam.commands.sadd(keys.COUNTERS_DIRTY_BEFORE_SHARDS, f"{row[0]}:{row[1]}")
+    assert _take_dirty(counters, [row], 1000) == [row]
+
+
+def _take_dirty(counters, rows, batch) -> list:
+    """Those of `rows` the dirty sets held, taken out by batches of `batch`; the rows of the run's servers go back."""
+    taken = []
+    while True:
+        popped = [(kind, int(row_id)) for kind, row_id in counters.dirty(batch)]
+        taken += popped
+        if len(popped) < batch:
+            break
+    counters.mark_dirty([row for row in taken if row not in rows])
+    return [row for row in taken if row in rows]
+
+
+def test_scripts_a_server_lost_are_loaded_again_where_they_run(seam):
+    """After a restart or a failover a master has no scripts: each call that misses loads its own on its master."""
+    ops, counters = queues.Queues(seam, queue_length=5), CounterStore(seam)
+    clients = [uuid.uuid4().hex for _ in range(20)]
+    seam.commands.script_flush()
+    pipe = seam.pipeline()
+    at = ops.enqueue(pipe, clients, queues.entry(1, 7, LATER, "{}"), False)
+    assert ops.enqueued(pipe.execute(), at) == [[]] * len(clients)
+    seam.commands.script_flush()
+    assert counters.read("push", 60_000_000) == (None, {}, {})

@@ -84,15 +84,16 @@ class CounterStore:
     def dirty(self, count: int) -> list:
         """Up to `count` (kind, id) rows with unflushed counts, from all the dirty sets; fewer once they
         are drained. Two round trips: their sizes, then the pops."""
+        dirty_sets = [*map(keys.counters_dirty, range(keys.DIRTY_SHARDS)), keys.COUNTERS_DIRTY_BEFORE_SHARDS]
         pipe = self.commands.pipeline(transaction=False)
-        for shard in range(keys.DIRTY_SHARDS):
-            pipe.scard(keys.counters_dirty(shard))
+        for name in dirty_sets:
+            pipe.scard(name)
         sizes = pipe.execute()
         pipe, left = self.commands.pipeline(transaction=False), count
-        for shard, size in enumerate(sizes):
+        for name, size in zip(dirty_sets, sizes):
             take = min(size, left)
             if take:
-                pipe.spop(keys.counters_dirty(shard), take)
+                pipe.spop(name, take)
                 left -= take
         popped = pipe.execute() if left < count else []
         return [m.decode().split(":") for members in popped for m in members]

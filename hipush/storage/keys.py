@@ -21,6 +21,9 @@ def counters_dirty(shard: int) -> str:
     return f"{PREFIX}:cnt:dirty:{shard}"
 
 
+COUNTERS_DIRTY_BEFORE_SHARDS = f"{PREFIX}:cnt:dirty"  # the one set of earlier versions: still drained, never added to
+
+
 def _client(client_id: str, part: str) -> str:
     return f"{PREFIX}:{{c:{client_id}}}:{part}"
 

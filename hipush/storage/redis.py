@@ -94,6 +94,10 @@ class RedisPools:
     def register_script(self, source: str) -> "Script":
         return Script(self, source)
 
+    def load_script(self, source: str, key: str) -> None:
+        """Loads a script on the server that holds `key`."""
+        self.commands.execute_command("SCRIPT LOAD", source)
+
     def pipeline(self) -> "ScriptPipeline":
         return ScriptPipeline(self)
 
@@ -150,6 +154,9 @@ class ClusterPools(RedisPools):
     def slot(self, key: str) -> int:
         return key_slot(key.encode())
 
+    def load_script(self, source: str, key: str) -> None:
+        self.commands.execute_command("SCRIPT LOAD", source, target_nodes=self.commands.get_node_from_key(key))
+
     def mget(self, names: list) -> list:
         return self.commands.mget_nonatomic(names) if names else []
 
@@ -190,12 +197,15 @@ class Script:
         try:
             return client.execute_command(*self.command(keys, args))
         except exceptions.NoScriptError:
-            self.load(client)
+            self.load(keys, client)
             return client.execute_command(*self.command(keys, args))
 
-    def load(self, client=None) -> None:
-        """On a HeldConnection: its server; else every master."""
-        (client or self.pools.commands).execute_command("SCRIPT LOAD", self.source)
+    def load(self, keys, client=None) -> None:
+        """Loads it where a call with these keys runs: a HeldConnection's server, else the keys' master."""
+        if client is not None and client is not self.pools.commands:
+            client.execute_command("SCRIPT LOAD", self.source)
+        else:
+            self.pools.load_script(self.source, keys[0])
 
 
 class HeldConnection:
@@ -322,7 +332,7 @@ class ScriptPipeline:
         for i, result in enumerate(results):
             command, script = self.stack[i]
             if isinstance(result, exceptions.NoScriptError):
-                script.load()
+                script.load(command[3:3 + command[2]])
                 results[i] = self.pools.commands.execute_command(*command)
             elif isinstance(result, Exception):
                 raise result
