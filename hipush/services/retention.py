@@ -4,9 +4,9 @@ links and the messages no push is left of; jobs and their counters stay.
 A push's age counts from its push time (when it was due). Its delivery is over when it has expired, or when every
 target is counted as arrived, expired or failed (a cancelled push has none); a push still being sent is over only
 once expired. Timed pushes still waiting are never deleted, nor is a push whose counts still wait in Redis for the
-flusher (a later round takes it). One worker across all nodes runs a round every ROUND_SECONDS (a Redis mark): it
-deletes BATCH pushes at a time by primary key with a pause in between, so no statement holds locks for long, and
-stops after RUN_SECONDS; a backlog goes on in the next round.
+flusher (it is marked for the flusher, and a later round takes it). One worker across all nodes runs a round every
+ROUND_SECONDS (a Redis mark): it deletes BATCH pushes at a time by primary key with a pause in between, so no
+statement holds locks for long, and stops after RUN_SECONDS; a backlog goes on in the next round.
 """
 import logging
 import time
@@ -55,6 +55,8 @@ class Retention:
                     break
                 after = rows[-1][:2]
                 unflushed = self.counters.unflushed("push", [push_id for _, push_id, _ in rows])
+                if unflushed:  # makes sure a flusher takes them (one killed mid-flush lost their marks)
+                    self.counters.mark_dirty([("push", push_id) for push_id in unflushed])
                 rows = [row for row in rows if row[1] not in unflushed]
                 if rows:
                     deleted.update(self.store.delete_pushes([push_id for _, push_id, _ in rows],
