@@ -110,35 +110,39 @@ class PrivateMariaDB:
         self.process.wait(60)
 
 
-def test_database_outage_answers_503_writes_nothing_and_recovers(own_server, tmp_path):
+@pytest.fixture
+def private_backend(tmp_path):
+    """A mariadbd and a redis-server of the test's own: the Redis too, as job and push ids restart at 1 in a fresh
+    database, and counts other tests left in the suite's Redis for their job 1 would be flushed into this one's."""
     database = PrivateMariaDB(tmp_path)
     database.start()
-    # a Redis of its own too: job and push ids restart at 1 in a fresh database, and counts other tests
-    # left in the suite's Redis for their job 1 would be flushed into this one's
     private_redis = PrivateRedis()
     private_redis.start()
-    try:
-        server = own_server(HIPUSH_DATABASE_URL=database.url, HIPUSH_REDIS_URL=private_redis.url)
-        api = Api(server.base)
-        app = server.create_app()
-        client = api.register(app, "d")
-        job = api.new_job(app)
+    yield database, private_redis
+    if database.process.poll() is None:
         database.stop()
-        assert api.error("/user/genId", {"device_id": "d2", "app_key": app["app_key"]}) == (503, 1031)
-        publish = {"job_id": job, "client_id": client["client_id"], "msg_type": 0, "content": "lost?"}
-        response = api.call("/publish/private", publish, app)
-        assert response.status_code == 503 and "database" in response.json()["reason"]
-        database.start()
-        wait_for(lambda: api.call("/user/genId", {"device_id": "d2", "app_key": app["app_key"]}).status_code == 200,
-                 timeout=60, message="recovery after the database came back")
-        assert api.poll(client, timeout=0) == []  # the refused publish left nothing behind
-        api.send(app, job, client, "after the outage")
-        assert [m["content"] for m in api.receive(client, 1)] == ["after the outage"]
-        assert wait_for(lambda: api.stats(app, job)["arrived"] == 1 and api.stats(app, job))["sent"] == 1
-    finally:
-        if database.process.poll() is None:
-            database.stop()
-        private_redis.stop()
+    private_redis.stop()
+
+
+def test_database_outage_answers_503_writes_nothing_and_recovers(own_server, private_backend):
+    database, private_redis = private_backend
+    server = own_server(HIPUSH_DATABASE_URL=database.url, HIPUSH_REDIS_URL=private_redis.url)
+    api = Api(server.base)
+    app = server.create_app()
+    client = api.register(app, "d")
+    job = api.new_job(app)
+    database.stop()
+    assert api.error("/user/genId", {"device_id": "d2", "app_key": app["app_key"]}) == (503, 1031)
+    publish = {"job_id": job, "client_id": client["client_id"], "msg_type": 0, "content": "lost?"}
+    response = api.call("/publish/private", publish, app)
+    assert response.status_code == 503 and "database" in response.json()["reason"]
+    database.start()
+    wait_for(lambda: api.call("/user/genId", {"device_id": "d2", "app_key": app["app_key"]}).status_code == 200,
+             timeout=60, message="recovery after the database came back")
+    assert api.poll(client, timeout=0) == []  # the refused publish left nothing behind
+    api.send(app, job, client, "after the outage")
+    assert [m["content"] for m in api.receive(client, 1)] == ["after the outage"]
+    assert wait_for(lambda: api.stats(app, job)["arrived"] == 1 and api.stats(app, job))["sent"] == 1
 
 
 def test_node_timing_settings_are_read_and_checked():
@@ -182,24 +186,16 @@ def test_a_killed_node_is_no_longer_handed_out(own_server):
     assert address not in still and f"127.0.0.1:{survivor.port}" in still
 
 
-def test_a_node_whose_database_is_unreachable_stops_advertising_itself(own_server, tmp_path):
+def test_a_node_whose_database_is_unreachable_stops_advertising_itself(own_server, private_backend):
     """Two nodes on one Redis, the second on a database of its own that goes away and comes back."""
-    database = PrivateMariaDB(tmp_path)
+    database, private_redis = private_backend
+    healthy = own_server(HIPUSH_REDIS_URL=private_redis.url)
+    own_server(HIPUSH_REDIS_URL=private_redis.url, HIPUSH_DATABASE_URL=database.url)
+    api = Api(healthy.base)
+    wait_for(lambda: len(handed_out(api)) == 2, message="both nodes handed out")
+    database.stop()
+    wait_for(lambda: handed_out(api) == {f"127.0.0.1:{healthy.port}"}, timeout=30, interval=0.2,
+             message="the node without a database dropped")
     database.start()
-    private_redis = PrivateRedis()
-    private_redis.start()
-    try:
-        healthy = own_server(HIPUSH_REDIS_URL=private_redis.url)
-        own_server(HIPUSH_REDIS_URL=private_redis.url, HIPUSH_DATABASE_URL=database.url)
-        api = Api(healthy.base)
-        wait_for(lambda: len(handed_out(api)) == 2, message="both nodes handed out")
-        database.stop()
-        wait_for(lambda: handed_out(api) == {f"127.0.0.1:{healthy.port}"}, timeout=30, interval=0.2,
-                 message="the node without a database dropped")
-        database.start()
-        wait_for(lambda: len(handed_out(api)) == 2, timeout=60, interval=0.2,
-                 message="the node back once its database answers")
-    finally:
-        if database.process.poll() is None:
-            database.stop()
-        private_redis.stop()
+    wait_for(lambda: len(handed_out(api)) == 2, timeout=60, interval=0.2,
+             message="the node back once its database answers")
