@@ -8,14 +8,62 @@ from hipush import config as config_module
 from hipush.errors import ApiError
 
 
-def _apps():
-    from hipush.services.apps import Apps
+def _store(settings):
     from hipush.storage.db import ensure_schema, make_engine
     from hipush.storage.store import Store
 
-    engine = make_engine(config_module.load().database_url)
+    engine = make_engine(settings.database_url)
     ensure_schema(engine)
-    return Apps(Store(engine), nonces=None)
+    return Store(engine)
+
+
+def _apps():
+    from hipush.services.apps import Apps
+
+    return Apps(_store(config_module.load()), nonces=None)
+
+
+def _reset_redis(args) -> int:
+    """Deletes hipush's keys from the Redis this node is set to use, after a confirmation, and gives the
+    Redis to this node's database."""
+    import redis
+
+    from hipush.storage import redis as redis_pools
+    from hipush.storage.embedded import EmbeddedRedis
+    from hipush.storage.installation import Installation
+
+    settings = config_module.load()
+    store = _store(settings)
+    embedded = EmbeddedRedis(settings.data_dir) if settings.embedded_redis else None
+    if embedded and not embedded.alive():
+        embedded.ensure_running(detach=False)  # the node is stopped: its redis-server runs just for this
+    try:
+        pools = redis_pools.connect(settings.effective_redis_url, settings.redis_cluster_nodes, 1, 0)
+        installation = Installation(pools.commands, store, settings.redis_location, settings.database_url)
+        held = installation.held()
+        print(f"Redis {installation.redis_url} belongs to {f'installation {held}' if held else 'no installation'}; "
+              f"database {installation.database_url} is installation {installation.identity}.")
+        if not (args.yes or _confirmed(installation.identity)):
+            print("nothing deleted", file=sys.stderr)
+            return 1
+        deleted = installation.reset()
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        print(f"error: Redis: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if embedded and embedded.process is not None:  # only a redis-server started here
+            embedded.stop()
+    print(f"deleted {deleted} keys; Redis {installation.redis_url} now belongs to installation {installation.identity}")
+    return 0
+
+
+def _confirmed(identity: str) -> bool:
+    print("This deletes every hipush key (hp:*) of that Redis: the messages queued there, the counts not yet in "
+          "the database, stored idempotency answers. Stop the nodes that use it first.")
+    try:
+        return input(f"Type this installation's id ({identity}) or 'yes' to go on: ").strip() in (identity, "yes")
+    except EOFError:
+        return False
 
 
 def _public(app: dict) -> dict:
@@ -93,10 +141,16 @@ def main(argv=None) -> int:
     settings.add_argument("--publish-rate", help="publish calls per second (0: unlimited; default: the server's)")
     settings.add_argument("--subscribe-rate", help="subscribe calls per second (0: unlimited; default: the server's)")
     _add_push_command(commands)
+    reset = commands.add_parser(
+        "reset-redis", help="delete hipush's keys (hp:*) from the Redis, after a confirmation, and give it to "
+                            "this database's installation (see README: Installation identity)")
+    reset.add_argument("--yes", action="store_true", help="no confirmation asked (for scripts)")
     args = parser.parse_args(argv)
     if args.command == "push":
         return _push(args)
     try:
+        if args.command == "reset-redis":
+            return _reset_redis(args)
         apps = _apps()
         if args.command == "create-app":
             print(json.dumps(_public(apps.create(args.name))))

@@ -31,20 +31,26 @@ GC_THRESHOLDS = (20_000, 20, 20)  # Python's defaults are (700, 10, 10)
 
 
 def on_starting(server):
-    """Before any worker exists: create the schema once and start the node's embedded redis-server.
+    """Before any worker exists: start the node's embedded redis-server, create the schema once and check that
+    the Redis belongs to this database's installation (hipush/storage/installation.py).
 
-    The schema is made in a child process so that this master never imports database drivers
-    (and ssl) before the gevent workers patch the standard library.
+    Schema and check run in a child process so that this master never imports database drivers,
+    redis-py (and ssl) before the gevent workers patch the standard library. A refusal stops the master:
+    gunicorn prints the RuntimeError's message and exits 1, before any worker starts.
     """
     from hipush.storage.embedded import EmbeddedRedis
 
     config = hipush_config.load()
-    subprocess.run([sys.executable, "-m", "hipush.storage.db"], check=True)
     if config.embedded_redis:
         server.hipush_redis = EmbeddedRedis(config.data_dir)
         server.hipush_redis.ensure_running(detach=False)
-    redis_at = (f"cluster {config.redis_cluster_nodes}" if config.redis_cluster_nodes
-                else config.redis_url.split("@")[-1] if config.redis_url else f"embedded at {config.embedded_redis_socket}")
+    check = subprocess.run([sys.executable, "-m", "hipush.storage.installation"], stderr=subprocess.PIPE, text=True)
+    if check.returncode != 0:
+        on_exit(server)
+        raise RuntimeError(check.stderr.strip())
+    sys.stderr.write(check.stderr)  # its log: an adopted Redis, messages lost with a Redis that was emptied
+    redis_at = config.redis_location.split("@")[-1] if not config.embedded_redis \
+        else f"embedded at {config.embedded_redis_socket}"
     server.log.info("hipush: redis %s, public address %s, data dir %s", redis_at, config.public_addr, config.data_dir)
 
 

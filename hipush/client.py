@@ -44,7 +44,7 @@ import urllib3
 from . import signing
 
 __all__ = [
-    "Admin", "Client", "HipushError", "Message", "JobStats", "MsgStatus", "PushRecord", "Tag", "Page",
+    "Admin", "Client", "HipushError", "Message", "JobStats", "MsgStatus", "PushRecord", "Tag", "Terminal", "Page",
     "ERROR_BAD_PARAM", "ERROR_INTERNAL", "ERROR_NOT_FOUND", "ERROR_METHOD", "ERROR_AUTH", "ERROR_RATE_LIMITED",
     "ERROR_TOO_LARGE", "ERROR_UNAVAILABLE", "STATUS_SENT", "STATUS_WAITING", "STATUS_SENDING", "STATUS_FAILED",
     "STATUS_CANCELLED",
@@ -277,6 +277,26 @@ class Tag:
     tag: str
     info: str = ""
     create_time: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A terminal (= client) of /manager/query_terminal(s) and update_terminal, with its live state: `online`
+    (a poll parked now, or lately), `queued_num` messages waiting for it and `unacked_num` handed to a poll
+    and not yet acknowledged."""
+
+    terminal_id: str
+    device_id: str
+    terminal_type: str
+    org: Optional[str] = None
+    address: Optional[str] = None
+    lat: Optional[float] = None
+    lng: Optional[float] = None
+    create_time: Optional[str] = None
+    online: bool = False
+    queued_num: int = 0
+    unacked_num: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -576,6 +596,32 @@ class Admin:
     def cancel_timer(self, msg_id: int) -> None:
         """/manager/cancel_timer: the timed push of the message never fires."""
         self._rest("/manager/cancel_timer", [("msg_id", msg_id)])
+
+    def query_terminal(self, terminal_id: str) -> Terminal:
+        """/manager/query_terminal: one terminal (client) of the app."""
+        body = self._rest("/manager/query_terminal", [("terminal_id", terminal_id)], idempotent=True)
+        return Terminal(**_split(Terminal, body["data"]))
+
+    def query_terminals(self, start: int = 0, limit: int = 20, tag: Optional[str] = None, org: Optional[str] = None,
+                        terminal_type: Optional[str] = None) -> Page:
+        """/manager/query_terminals: a Page of Terminal, by terminal id; only a tag's, an org's or a type's when
+        given."""
+        return _page_of(Terminal, self._rest("/manager/query_terminals", [
+            ("start", start), ("limit", limit), ("tag", tag), ("org", org), ("terminal_type", terminal_type)],
+            idempotent=True))
+
+    def update_terminal(self, terminal_id: str, *, terminal_type: Optional[str] = None,
+                        address: Optional[str] = None, org: Optional[str] = None, lat=None, lng=None) -> Terminal:
+        """/manager/update_terminal: sets the fields given (None: unchanged; "" clears org, address, or, for
+        both lat and lng, the location); returns the terminal as it is now."""
+        body = self._rest("/manager/update_terminal", [
+            ("terminal_id", terminal_id), ("terminal_type", terminal_type), ("address", address), ("org", org),
+            ("lat", lat), ("lng", lng)], idempotent=True)
+        return Terminal(**_split(Terminal, body["data"]))
+
+    def del_terminal(self, terminal_ids: Union[str, Iterable[str]]) -> None:
+        """/manager/del_terminal: deletes the terminals with their tags, tokens and waiting messages."""
+        self._rest("/manager/del_terminal", [("terminal_ids", _comma(terminal_ids, "terminal_ids"))])
 
 
 # ---------------------------------------------------------------- the long-poll client

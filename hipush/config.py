@@ -126,6 +126,11 @@ class Config:
         return self.data_dir / "redis.sock"
 
     @property
+    def redis_location(self) -> str:
+        """Where the Redis is, for messages (a URL may hold a password: Installation hides it)."""
+        return f"cluster {self.redis_cluster_nodes}" if self.redis_cluster_nodes else self.effective_redis_url
+
+    @property
     def effective_redis_url(self) -> str:
         """On a cluster: the URL its user, password and TLS come from (may be empty)."""
         if self.redis_cluster_nodes:

@@ -11,13 +11,13 @@ CALLBACK = {"callback": {"type": "string", "pattern": "^[A-Za-z_$][0-9A-Za-z_$.]
 PUSH = {"msg_type": {"type": "string", "enum": ["0", "1"]}, "msg": STR, "push_time": STR, "expires_time": STR,
         "job_id": ID, "online": BOOL_TEXT, "idempotency_key": STR}
 PAGE = {"start": STR, "limit": STR}
+TERMINAL = {"terminal_type": {"type": "string", "enum": ["web", "android", "ios", "weixin", "qq", "email", "sms"]},
+            "org": STR, "address": STR, "lat": STR, "lng": STR}
 
 # path: (summary, methods, {param: schema}, required params, kind) — kind: client | legacy | rest
 CALLS = {
-    "/user/genId": ("A client id for a device of an app", "GET POST",
-                    {"device_id": STR, "app_key": STR, "terminal_type": {"type": "string", "enum": [
-                        "web", "android", "ios", "weixin", "qq", "email", "sms"]}, "org": STR, "address": STR,
-                     "lat": STR, "lng": STR, **CALLBACK}, ["device_id", "app_key"], "client"),
+    "/user/genId": ("A client id for a device of an app (one registered before keeps its attributes)", "GET POST",
+                    {"device_id": STR, "app_key": STR, **TERMINAL, **CALLBACK}, ["device_id", "app_key"], "client"),
     "/user/token": ("A one-week token for a client", "GET POST",
                     {"client_id": CLIENT_ID, "app_key": STR, "sign": STR, **CALLBACK}, ["client_id"], "client"),
     "/user/location": ("Set a client's last known location", "GET POST",
@@ -80,6 +80,14 @@ CALLS = {
                                        "rest"),
     "/manager/query_timers": ("Pending timed pushes", "GET POST", {**SIGNED, **PAGE}, [], "rest"),
     "/manager/cancel_timer": ("Cancel a pending timed push", "POST", {**SIGNED, "msg_id": ID}, ["msg_id"], "rest"),
+    "/manager/query_terminal": ("A terminal (client) and its live state", "GET POST",
+                                {**SIGNED, "terminal_id": CLIENT_ID}, ["terminal_id"], "rest"),
+    "/manager/query_terminals": ("The app's terminals, optionally by tag, org or type", "GET POST",
+                                 {**SIGNED, **PAGE, "tag": STR, "org": STR, "terminal_type": STR}, [], "rest"),
+    "/manager/update_terminal": ("Change a terminal's type, address, org or location", "POST",
+                                 {**SIGNED, "terminal_id": CLIENT_ID, **TERMINAL}, ["terminal_id"], "rest"),
+    "/manager/del_terminal": ("Delete terminals with their tags, tokens and waiting messages", "POST",
+                              {**SIGNED, "terminal_ids": STR}, ["terminal_ids"], "rest"),
 }
 
 _LEGACY_ERROR = {"type": "object", "required": ["error", "reason"],

@@ -21,6 +21,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from hipush import config as config_module
 from hipush.storage import db
 from hipush.storage.embedded import EmbeddedRedis
+from hipush.storage.installation import Installation
+from hipush.storage.store import Store
 from support import Api, Server
 
 TEST_REDIS_URL = os.environ.get("HIPUSH_TEST_REDIS_URL", "")
@@ -111,8 +113,28 @@ def redis_client(test_config):
                                              for node in test_config.redis_cluster_nodes.split(",")])
     else:
         client = redis.Redis.from_url(test_config.effective_redis_url)
+    # the run's Redis belongs to the run's database from the start, as a node would pair them: a test that
+    # writes to it before any server started would otherwise make the first server refuse it
+    engine = db.make_engine(test_config.database_url)
+    db.ensure_schema(engine)
+    Installation(client, Store(engine), test_config.redis_location, test_config.database_url).check()
+    engine.dispose()
     yield client
     client.close()
+
+
+@pytest.fixture
+def spare_redis():
+    """An empty Redis of the test's own (an embedded redis-server in a fresh directory), gone after the test."""
+    path = Path(tempfile.mkdtemp(prefix="hps-", dir="/tmp"))  # short: it holds a unix socket
+    server = EmbeddedRedis(path)
+    server.ensure_running(detach=False)
+    client = redis.Redis(unix_socket_path=str(server.socket))
+    client.url = f"unix://{server.socket}"
+    yield client
+    client.close()
+    server.stop()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +170,6 @@ def app_(server, store):
 @pytest.fixture(scope="session")
 def store(test_config):
     """The run's SQL store, in-process (SQLite file or MySQL)."""
-    from hipush.storage.store import Store
-
     engine = db.make_engine(test_config.database_url)
     db.ensure_schema(engine)
     yield Store(engine)

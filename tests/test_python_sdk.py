@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from hipush.client import (Admin, Client, HipushError, JobStats, Message, MsgStatus, PushRecord, STATUS_CANCELLED,
-                           STATUS_WAITING, Tag)
+from hipush.client import (Admin, Client, HipushError, JobStats, Message, MsgStatus, Page, PushRecord,
+                           STATUS_CANCELLED, STATUS_WAITING, Tag, Terminal)
 from support import ROOT, Background, Server, client_key, free_port, poll_parked, wait_for
 
 SIGN_METHODS = ["md5", "hmac-sha256", "basic"]
@@ -190,6 +190,37 @@ def test_admin_rest_calls_round_trip(server, app_, sign_method):
     admin.del_tag("vip")
     assert "vip" not in [t.tag for t in admin.query_tags(limit=100)]
     near.close(), far.close()
+
+
+@pytest.mark.parametrize("sign_method", SIGN_METHODS)
+def test_admin_terminal_calls_round_trip(server, app_, sign_method):
+    admin = admin_of(server, app_, sign_method)
+    phone = new_client(server, app_, "phone", org="acme", terminal_type="android")
+    desk = new_client(server, app_, "desk")
+    phone.register(), desk.register()
+    admin.terminal_add_tag("staff", phone.client_id)
+
+    found = admin.query_terminal(phone.client_id)
+    assert isinstance(found, Terminal) and (found.terminal_id, found.device_id, found.terminal_type, found.org,
+                                            found.online, found.queued_num) == (phone.client_id, "phone",
+                                                                                "android", "acme", False, 0)
+    page = admin.query_terminals(limit=1)
+    assert isinstance(page, Page) and page.total_num == 2 and len(page) == 1 and isinstance(page.items[0], Terminal)
+    assert [t.terminal_id for t in admin.query_terminals(tag="staff")] == [phone.client_id]
+    assert [t.terminal_id for t in admin.query_terminals(terminal_type="web", org="")] == [desk.client_id]
+
+    moved = admin.update_terminal(phone.client_id, org="globex", lat=31.2304, lng=121.4737)
+    assert isinstance(moved, Terminal) and (moved.org, moved.terminal_type) == ("globex", "android")
+    assert (moved.lat, moved.lng) == (pytest.approx(31.2304, abs=1e-3), pytest.approx(121.4737, abs=1e-3))
+    cleared = admin.update_terminal(phone.client_id, org="", lat="", lng="")
+    assert (cleared.org, cleared.lat, cleared.lng) == (None, None, None)
+
+    admin.del_terminal([phone.client_id])
+    with pytest.raises(HipushError) as missing:
+        admin.query_terminal(phone.client_id)
+    assert (missing.value.http_status, missing.value.code) == (404, 1026)
+    assert [t.terminal_id for t in admin.query_terminals()] == [desk.client_id]
+    phone.close(), desk.close()
 
 
 def test_an_idempotency_key_makes_a_repeated_publish_answer_alike_and_send_once(server, app_):

@@ -164,6 +164,23 @@ def test_the_first_script_checks_the_token_epoch_before_changing_anything(ops, r
     assert step.auth == "ok" and step.app_id == 9 and ids(step) == [1]
 
 
+def test_a_removed_client_is_emptied_refused_and_queued_for_no_more_until_revived(ops, redis_client, client_id):
+    for i in (1, 2, 3):
+        publish(ops, redis_client, client_id, i)
+    begin(ops, redis_client, client_id, limit=1)  # 1 handed out, not acknowledged
+    redis_client.set(keys.client_keys(client_id)["poller"], "42:7")
+    pipe = ops.pools.pipeline()
+    ops.remove(pipe, client_id, 9, 60)
+    assert ops.removed(pipe.execute()[0]) == ("42:7", [b"1|7", b"2|7", b"3|7"])  # what it never got, in order
+    assert [k for k in keys.client_keys(client_id).values() if redis_client.exists(k)] == []
+    # a publish that read the client's row before it was deleted queues nothing (counted as skipped)
+    assert publish(ops, redis_client, client_id, 4) is None
+    assert begin_with_epoch(ops, redis_client, client_id, 0).auth == "revoked"
+    ops.revive(client_id)  # registered again
+    assert publish(ops, redis_client, client_id, 5) == []
+    assert begin_with_epoch(ops, redis_client, client_id, 0).auth == "missing"  # cached afresh from SQL
+
+
 def begin_with_epoch(ops, redis_client, client_id, epoch):
     return ops.begin_poll(redis_client, client_id, "p", None, NOW, 100, 60_000, 1000, epoch=epoch)
 

@@ -22,23 +22,42 @@ def test_apps_are_created_found_and_updated(store):
     assert not store.update_app("missing", token_policy="signed")
 
 
-def test_registering_a_client_twice_keeps_one_row_and_updates_given_fields(store):
+def test_registering_a_client_twice_keeps_the_first_row_as_it_is(store):
     app = new_app(store)
     cid = uuid.uuid4().hex
-    store.upsert_client(cid, app["id"], "dev", terminal_type=None, org="o1", address=None, lat=None, lng=None)
-    store.upsert_client(cid, app["id"], "dev", terminal_type="email", org=None, address="a@b.c", lat=1.5, lng=2.5)
+    assert store.add_client(cid, app["id"], "dev", terminal_type=None, org="o1", address=None, lat=None, lng=None)
+    assert not store.add_client(cid, app["id"], "dev", terminal_type="email", org=None, address="a@b.c", lat=1.5,
+                                lng=2.5)
     client = store.get_client(cid)
-    assert (client["terminal_type"], client["org"], client["address"], client["lat"]) == ("email", "o1", "a@b.c", 1.5)
+    assert (client["terminal_type"], client["org"], client["address"], client["lat"]) == ("web", "o1", None, None)
     assert store.bump_token_epoch(cid) == 1
+
+
+def test_listing_and_deleting_clients(store):
+    app, other = new_app(store), new_app(store)
+    mine = sorted(uuid.uuid4().hex for _ in range(5))
+    for i, cid in enumerate(mine):
+        store.add_client(cid, app["id"], cid, org=f"o{i % 2}", terminal_type="sms" if i == 4 else None)
+    store.add_client(uuid.uuid4().hex, other["id"], "foreign", org="o0")
+    topic = store.topic_id(app["id"], "t", create=True)
+    store.subscribe(topic, mine[:3])
+    assert [(total, [r["client_id"] for r in rows]) for total, rows in [
+        store.list_clients(app["id"], 1, 2), store.list_clients(app["id"], 0, 10, topic_id=topic),
+        store.list_clients(app["id"], 0, 10, org="o0", terminal_type="web")]] == [
+        (5, mine[1:3]), (3, mine[:3]), (2, [mine[0], mine[2]])]
+    store.delete_clients(app["id"], mine[1:2])
+    store.delete_clients(other["id"], mine[2:3])  # not that app's: nothing happens
+    assert store.get_client(mine[1]) is None and store.count_subscribers(topic) == 2
+    assert store.list_clients(app["id"], 0, 10)[0] == 4
 
 
 def test_clients_of_app_and_paging_see_only_the_app(store):
     app, other = new_app(store), new_app(store)
     mine = sorted(uuid.uuid4().hex for _ in range(7))
     for cid in mine:
-        store.upsert_client(cid, app["id"], cid)
+        store.add_client(cid, app["id"], cid)
     foreign = uuid.uuid4().hex
-    store.upsert_client(foreign, other["id"], foreign)
+    store.add_client(foreign, other["id"], foreign)
     assert store.clients_of_app(app["id"], mine + [foreign]) == set(mine)
     pages = [[row[0] for row in page] for page in store.iter_app_clients(app["id"], batch=3)]
     assert pages == [mine[:3], mine[3:6], mine[6:]]
@@ -51,7 +70,7 @@ def test_topics_and_subscriptions_ignore_repeats(store):
     assert store.topic_id(app["id"], "other") is None
     members = sorted(uuid.uuid4().hex for _ in range(3))
     for cid in members:
-        store.upsert_client(cid, app["id"], cid)
+        store.add_client(cid, app["id"], cid)
     store.subscribe(topic, members)
     store.subscribe(topic, members[:1])
     store.unsubscribe(topic, members[2:])

@@ -10,6 +10,7 @@ from ..storage.counters import CounterStore
 from ..storage.db import ensure_schema, make_engine
 from ..storage.embedded import EmbeddedRedis
 from ..storage.guards import IdempotentAnswers, Nonces, RateWindows
+from ..storage.installation import Installation
 from ..storage.nodes import NodeRegistry
 from ..storage.queues import Queues
 from ..storage.routes import DeliveryQueue
@@ -18,7 +19,7 @@ from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
 from .broadcasts import BroadcastsInFlight
-from .clients import Clients
+from .clients import META_TTL, Clients
 from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
 from .jobs import Jobs
@@ -28,12 +29,11 @@ from .retention import CHECK_SECONDS as RETENTION_CHECK_SECONDS, Retention
 from .routes import Routes
 from .stats import Stats
 from .targets import Targets
+from .terminals import Terminals
 from .timers import Timers
 from .topics import Topics
 
 log = logging.getLogger("hipush")
-
-META_TTL = 86400  # seconds a client's token epoch stays cached in Redis
 
 
 class Services:
@@ -47,6 +47,9 @@ class Services:
         self.store = Store(self.engine)
         pools = self.redis = redis_pools.connect(config.effective_redis_url, config.redis_cluster_nodes,
                                                  config.max_parked_polls, config.poll_timeout_max)
+        self.installation = Installation(pools.commands, self.store, config.redis_location, config.database_url)
+        # raises InstallationMismatch for another installation's Redis (gunicorn's master checked it already)
+        self.installation.check(unreachable_ok=True)
         self.queues = Queues(pools, config.limits.queue_length)
         counters = CounterStore(pools)
         self.stats = Stats(self.store, counters)
@@ -55,10 +58,12 @@ class Services:
         self.rate_limiter = RateLimiter(RateWindows(pools))
         self.idempotency = Idempotency(IdempotentAnswers(pools))
         geo = GeoIndex(pools)
-        self.clients = Clients(self.store, ClientMeta(pools, META_TTL), geo, config.secret_key, config.token_lifetime)
+        self.clients = Clients(self.store, ClientMeta(pools, META_TTL), geo, self.queues, config.secret_key,
+                               config.token_lifetime)
         self.jobs = Jobs(self.store, self.stats)
         self.topics = Topics(self.store)
         self.targets = Targets(self.store, geo)
+        self.terminals = Terminals(self.store, self.queues, self.stats, self.clients, self.targets, META_TTL)
         self.routes = Routes(DeliveryQueue(pools), self.stats, config.routes)
         answer_hold = AnswerHold()
         self.publisher = Publisher(self.store, pools, self.queues, self.stats, self.targets, self.routes, answer_hold,
@@ -69,8 +74,9 @@ class Services:
         self.scheduler = None
 
     def start_background(self) -> None:
-        """Heartbeats, counter flushes, timed pushes and retention, on APScheduler."""
-        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1), (self.retention.run, RETENTION_CHECK_SECONDS)]
+        """Heartbeats, counter flushes, timed pushes, retention and the Redis' installation identity, on APScheduler."""
+        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1), (self.retention.run, RETENTION_CHECK_SECONDS),
+                (self.installation.keep, 5)]
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:

@@ -1,26 +1,36 @@
 """Clients: ids, tokens, revocation, locations (SPEC §3, §6)."""
+import secrets
 import time
 
 from .. import identity
 from ..errors import auth_failed, not_found
 
+META_TTL = 86400  # seconds a client's token epoch stays cached in Redis
 GEO_MAX_LATITUDE = 85.05112878
+FIRST_EPOCHS = 2**30  # a new client's first token epoch is drawn from so many (the column is a 32-bit INT)
 
 
 class Clients:
-    def __init__(self, store, meta, geo, secret_key: str, token_lifetime: int):
+    def __init__(self, store, meta, geo, queue_ops, secret_key: str, token_lifetime: int):
         """meta, geo: storage.clients.ClientMeta and GeoIndex."""
         self.store = store
         self.meta = meta
         self.geo = geo
+        self.queue_ops = queue_ops
         self.secret_key = secret_key
         self.token_lifetime = token_lifetime
 
     def register(self, app: dict, device_id: str, **fields) -> str:
+        """The client id of a device. A new one is registered with the fields given; one registered before keeps
+        its own, whatever is given (changing them is for the app's backend: /manager/update_terminal).
+        A new client's first token epoch is random: the tokens of a deleted client of the same device carry
+        that one's epochs, which it matches with a chance of about one in a billion, so they stay dead."""
         client_id = identity.client_id_for(self.secret_key, app["app_key"], device_id)
-        self.store.upsert_client(client_id, app["id"], device_id, **fields)
-        if fields.get("lat") is not None:
-            self._locate(app["id"], client_id, fields["lat"], fields["lng"])
+        epoch = secrets.randbelow(FIRST_EPOCHS)
+        if self.store.add_client(client_id, app["id"], device_id, token_epoch=epoch, **fields):
+            self.queue_ops.revive(client_id)
+            if fields.get("lat") is not None:
+                self._locate(app["id"], client_id, fields["lat"], fields["lng"])
         return client_id
 
     def get(self, app_id, client_id: str) -> dict:
@@ -39,9 +49,16 @@ class Clients:
         client = self.get(app["id"], client_id)
         self.meta.cache(client_id, client["app_id"], self.store.bump_token_epoch(client_id))
 
-    def set_location(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
+    def set_location(self, app_id: int, client_id: str, lat, lng) -> None:
+        """lat and lng None: the client has no known location any more."""
         self.store.update_client(client_id, lat=lat, lng=lng)
-        self._locate(app_id, client_id, lat, lng)
+        if lat is None:
+            self.forget_locations(app_id, [client_id])
+        else:
+            self._locate(app_id, client_id, lat, lng)
+
+    def forget_locations(self, app_id: int, client_ids) -> None:
+        self.geo.remove(app_id, client_ids)
 
     def _locate(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
         """The SQL row keeps the location; the app's Redis geo index answers /push/geo.

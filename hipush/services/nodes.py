@@ -21,11 +21,9 @@ class Nodes:
         """Advertises this node while it can serve: its database answers and Redis takes the beat. A node
         whose database fails leaves at once (and comes back with its next beat once it answers); one whose
         Redis fails cannot beat, and is no longer handed out once the TTL has passed."""
-        try:
-            self.store.ping()
-        except Exception:
+        if not self.store.reachable():
             self.leave()
-            raise
+            raise RuntimeError("the database does not answer: this node left the registry")
         now = int(time.time() * 1000)
         self.registry.beat(self.public_addr, now, now - 100 * self.ttl_ms)  # forgets long-dead nodes
 

@@ -95,6 +95,9 @@ class Publisher:
             push = self._new_push(app, message, target, online_only, STATUS_SENT, push_time, expires_in)
             while self._to_clients.submit((push, message, target["ids"])) is BEHIND_A_BROADCAST:
                 self.in_flight.wait_none(app["id"])
+            if "id" not in push:  # not recorded: a client was deleted since Targets.check found it
+                self.targets.forget(app["id"], target["ids"])
+                raise not_found("no such terminal")
             return push
         mark = self.in_flight.begin(app["id"])
         try:
@@ -123,6 +126,8 @@ class Publisher:
             pipe = self.pools.pipeline()
             queued = []
             for (push, message, _), rows in zip(sends, rows_of):
+                if rows is None:
+                    continue  # not recorded (Store.sending_to_clients)
                 body, raw_entry = self._body_and_entry(push, message)
                 queued.append((push, body, rows, self._queue(pipe, push, raw_entry, rows)))
             results = pipe.execute()

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from ..storage.counters import COUNTER_FIELDS
 
 log = logging.getLogger("hipush.stats")
+HOLD_SECONDS = 60  # a counter row that SQL refuses is tried again after this, never ahead of the others
 
 
 class Stats:
@@ -61,12 +62,36 @@ class Stats:
                 claimed = self.counters.claim(rows) if rows else []
                 if claimed:
                     try:
-                        self.store.apply_counter_deltas(claimed)
+                        self._apply(claimed)
                     except Exception:
                         self.counters.mark_dirty(rows)  # the claims stay pending and are applied next time
                         raise
-                    self.counters.mark_applied(claimed)
                 if len(rows) < batch or time.monotonic() > deadline:
                     return flushed
         finally:
             lock.release()
+
+    def _apply(self, claimed, first=True) -> None:
+        """Adds claimed rows to SQL in one transaction and marks them applied. If that fails while the database
+        answers, the rows are applied in halves, and so on, until each failing row stands alone: it is logged
+        and held back, every other row lands. If the database does not answer, the error is raised."""
+        try:
+            self.store.apply_counter_deltas(claimed)
+        except Exception as error:
+            if first and not self.store.reachable():
+                raise
+            if len(claimed) == 1:
+                self._hold(*claimed, error)
+                return
+            half = len(claimed) // 2
+            self._apply(claimed[:half], first=False)
+            self._apply(claimed[half:], first=False)
+        else:
+            self.counters.mark_applied(claimed)
+
+    def _hold(self, row, error) -> None:
+        kind, row_id, token, deltas = row
+        log.error("counter row %s %s (flush token %s, deltas %s) was refused by the database, retried in %d s; "
+                  "until it lands its counts stay in Redis (the API still adds them): %s",
+                  kind, row_id, token, deltas, HOLD_SECONDS, error)
+        self.counters.hold([(kind, row_id)], HOLD_SECONDS)

@@ -13,7 +13,8 @@ class Targets:
         """geo: storage.clients.GeoIndex"""
         self.store = store
         self.geo = geo
-        self._known_clients = set()  # clients are never deleted: one that was found stays found
+        # clients found before: one deleted since is caught when its push is recorded (Store.sending_to_clients)
+        self._known_clients = set()
 
     def check(self, app: dict, target: dict) -> list:
         """Answers 404 for ids or tags the app doesn't have; returns the tag topic ids of the target."""
@@ -34,6 +35,10 @@ class Targets:
                 raise not_found(f"no such tag: {missing[0]}")
             return [ids[t] for t in target["tags"]]
         return []
+
+    def forget(self, app_id: int, client_ids) -> None:
+        """The clients were deleted."""
+        self._known_clients.difference_update((app_id, c) for c in client_ids)
 
     def resolve(self, app_id: int, target: dict):
         kind = target["kind"]

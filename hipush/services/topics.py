@@ -13,7 +13,8 @@ class Topics:
             raise not_found(f"no such client: {missing[0]}")
         return list(dict.fromkeys(client_ids))
 
-    def _existing(self, app: dict, topic: str) -> int:
+    def existing(self, app: dict, topic: str) -> int:
+        """The id of the app's topic, else 404 / 1026."""
         topic_id = self.store.topic_id(app["id"], topic)
         if topic_id is None:
             raise not_found("no such tag")
@@ -35,13 +36,13 @@ class Topics:
         self.store.set_topic_info(self.store.topic_id(app["id"], topic, create=True), info)
 
     def delete(self, app: dict, topic: str) -> None:
-        self.store.delete_topic(self._existing(app, topic))
+        self.store.delete_topic(self.existing(app, topic))
 
     def count(self, app: dict, topic: str) -> int:
-        return self.store.count_subscribers(self._existing(app, topic))
+        return self.store.count_subscribers(self.existing(app, topic))
 
     def page(self, app: dict, start: int, limit: int):
         return self.store.list_topics(app["id"], start, limit)
 
     def history(self, app: dict, topic: str, since, until, start: int, limit: int):
-        return self.store.pushes_of_topic(self._existing(app, topic), since, until, start, limit)
+        return self.store.pushes_of_topic(self.existing(app, topic), since, until, start, limit)

@@ -37,6 +37,9 @@ class GeoIndex:
     def add(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
         self.commands.geoadd(keys.geo(app_id), (lng, lat, client_id))
 
+    def remove(self, app_id: int, client_ids) -> None:
+        self.commands.zrem(keys.geo(app_id), *client_ids)
+
     def near(self, app_id: int, lat: float, lng: float, radius: float) -> list:
         """Client ids within `radius` metres."""
         return [m.decode() for m in self.commands.geosearch(

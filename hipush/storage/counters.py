@@ -6,7 +6,10 @@ Per job and per push, `live` takes HINCRBYs. A flush renames `live` to
 `pending` applied. A reader adds `pending` only while SQL lacks its token.
 Rows with unflushed counts are marked in dirty sets, spread over keys.DIRTY_SHARDS
 keys (so over a cluster's masters); one flusher at a time holds the flush lock.
+A row that SQL refuses is held back a while (its claim stays pending, with its
+token), so that it is neither lost nor retried ahead of the others.
 """
+import time
 import uuid
 import zlib
 
@@ -52,6 +55,14 @@ def _dirty_key(member: str) -> str:
     return keys.counters_dirty(zlib.crc32(member.encode()) % keys.DIRTY_SHARDS)
 
 
+# KEYS held; ARGV now_ms: takes the held rows that are due again, returns them and the rows still held
+_TAKE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return {due, redis.call('ZRANGE', KEYS[1], 0, -1)}
+"""
+
+
 def _as_dict(flat):
     return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
@@ -64,6 +75,7 @@ class CounterStore:
         self._mark_applied = pools.register_script(_MARK_APPLIED)
         self._read = pools.register_script(_READ)
         self._unflushed = pools.register_script(_UNFLUSHED)
+        self._take_due = pools.register_script(_TAKE_DUE)
 
     def add(self, increments: dict, pipe=None) -> None:
         """increments: {(kind, id): {field: n}}; queued on `pipe` when given, else sent now."""
@@ -82,21 +94,29 @@ class CounterStore:
             pipe.execute()
 
     def dirty(self, count: int) -> list:
-        """Up to `count` (kind, id) rows with unflushed counts, from all the dirty sets; fewer once they
-        are drained. Two round trips: their sizes, then the pops."""
+        """Up to `count` rows with unflushed counts from all the dirty sets (fewer once they are drained), and
+        the held rows that are due again; rows still held wait. Two round trips: the sets' sizes and the due
+        rows, then the pops."""
         dirty_sets = [*map(keys.counters_dirty, range(keys.DIRTY_SHARDS)), keys.COUNTERS_DIRTY_BEFORE_SHARDS]
-        pipe = self.commands.pipeline(transaction=False)
+        pipe = self.pools.pipeline()
         for name in dirty_sets:
             pipe.scard(name)
-        sizes = pipe.execute()
-        pipe, left = self.commands.pipeline(transaction=False), count
+        pipe.script(self._take_due, [keys.COUNTERS_HELD], [int(time.time() * 1000)])
+        *sizes, (due, held) = pipe.execute()
+        pipe, left = self.pools.pipeline(), count
         for name, size in zip(dirty_sets, sizes):
             take = min(size, left)
             if take:
                 pipe.spop(name, take)
                 left -= take
-        popped = pipe.execute() if left < count else []
-        return [m.decode().split(":") for members in popped for m in members]
+        popped = [m for members in (pipe.execute() if left < count else []) for m in members]
+        held = set(held)
+        return [m.decode().split(":") for m in dict.fromkeys([*popped, *due]) if m not in held]
+
+    def hold(self, rows, seconds: float) -> None:
+        """Leaves rows out of flushes for `seconds`; they are tried again after that."""
+        retry_at = int((time.time() + seconds) * 1000)
+        self.commands.zadd(keys.COUNTERS_HELD, {f"{kind}:{row_id}": retry_at for kind, row_id in rows})
 
     def mark_dirty(self, rows) -> None:
         pipe = self.pools.pipeline()

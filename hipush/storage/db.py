@@ -236,7 +236,8 @@ def now_ms() -> int:
 
 
 if __name__ == "__main__":
-    # `python -m hipush.storage.db`: create or upgrade the schema (gunicorn's master runs this before forking)
+    # `python -m hipush.storage.db`: create or upgrade the schema (gunicorn's master runs hipush.storage.installation,
+    # which does this and checks the Redis)
     from hipush import config
 
     ensure_schema(make_engine(config.load().database_url))

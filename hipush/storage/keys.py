@@ -6,7 +6,10 @@ list, poller, presence and missed-count live in one slot, and so do the live
 and pending halves of one counter.
 """
 PREFIX = "hp"
+EVERY_KEY = f"{PREFIX}:*"  # a pattern: every key of hipush, and none of anything else sharing the Redis
+INSTALLATION = f"{PREFIX}:installation"  # the installation this Redis belongs to (storage/installation.py); no TTL
 NODES = f"{PREFIX}:nodes"  # sorted set: public addr -> last heartbeat (unix ms)
+COUNTERS_HELD = f"{PREFIX}:cnt:held"  # sorted set: "kind:id" that SQL refused -> unix ms of its next try
 FLUSH_LOCK = f"{PREFIX}:lock:flush"
 DIRTY_SHARDS = 16  # every counter update adds to one of them: spread over a cluster's masters
 

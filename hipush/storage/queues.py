@@ -9,12 +9,17 @@ the next poll. `ack=ID` drops `inflight` up to and including ID.
 An entry is "delivery_id|job_id|expires_ms|json", the JSON being the message
 exactly as the poll answer shows it. Scripts hand back only "delivery_id|job_id"
 headers of what they acked, expired or dropped, for the counters.
+
+A deleted client leaves a tombstone in its cached meta (token epoch DELETED_EPOCH): no token of it is
+accepted, and nothing is queued for it, even by a publish that read its row before it was deleted.
 """
 from dataclasses import dataclass, field
 
 from redis.exceptions import NoScriptError
 
 from . import keys
+
+DELETED_EPOCH = "1000000000000000"  # a tombstone's token epoch: above any a token can carry (12 digits)
 
 _HELPERS = """
 local function header(e) return string.match(e, '^[^|]*|[^|]*') end
@@ -105,13 +110,15 @@ end
 return 1
 """
 
-# KEYS queue, online, missed of each client in turn; ARGV entry cap online_only. One call queues a push for
-# many clients (a broadcast's page): per client 0 (skipped: offline) or the headers the cap dropped.
+# KEYS queue, online, missed, meta of each client in turn; ARGV entry cap online_only deleted_epoch. One call
+# queues a push for many clients (a broadcast's page): per client 0 (skipped: offline, or deleted) or the
+# headers the cap dropped.
 _ENQUEUE = """
 local results = {}
 local cap = tonumber(ARGV[2])
-for i = 1, #KEYS, 3 do
-  if ARGV[3] == '1' and redis.call('EXISTS', KEYS[i + 1]) == 0 then
+for i = 1, #KEYS, 4 do
+  if (ARGV[3] == '1' and redis.call('EXISTS', KEYS[i + 1]) == 0)
+      or redis.call('HGET', KEYS[i + 3], 'epoch') == ARGV[4] then
     results[#results + 1] = 0
   else
     local over = redis.call('RPUSH', KEYS[i], ARGV[1]) - cap
@@ -124,6 +131,27 @@ for i = 1, #KEYS, 3 do
   end
 end
 return results
+"""
+
+# KEYS queue inflight missed poller online meta; ARGV app_id deleted_epoch tombstone_ttl_s. A deleted client:
+# the headers of every message it held (never to be delivered), its parked poll (to release), and its meta
+# made a tombstone.
+_REMOVE = _HELPERS + """
+local dropped = {}
+for _, list in ipairs({KEYS[2], KEYS[1]}) do
+  for _, e in ipairs(redis.call('LRANGE', list, 0, -1)) do dropped[#dropped + 1] = header(e) end
+end
+local poller = redis.call('GET', KEYS[4]) or ''
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('HSET', KEYS[6], 'app_id', ARGV[1], 'epoch', ARGV[2])
+redis.call('EXPIRE', KEYS[6], ARGV[3])
+return {poller, dropped}
+"""
+
+# KEYS meta; ARGV deleted_epoch. A client registered again: its tombstone goes.
+_REVIVE = """
+if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 """
 
 
@@ -160,6 +188,8 @@ class Queues:
         self._take = pools.register_script(_TAKE_IF_CURRENT)
         self._end = pools.register_script(_END_POLL)
         self._enqueue = pools.register_script(_ENQUEUE)
+        self._remove = pools.register_script(_REMOVE)
+        self._revive = pools.register_script(_REVIVE)
 
     def enqueue(self, pipe, client_ids, raw_entry: str, online_only: bool) -> list:
         """Queues one entry for every client on a ScriptPipeline: one script call per slot (on one Redis
@@ -172,14 +202,15 @@ class Queues:
             script_keys = []
             for i in positions:
                 k = keys.client_keys(client_ids[i])
-                script_keys += (k["queue"], k["online"], k["missed"])
+                script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_ids[i]))
             calls.append((len(pipe), positions))
-            pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only)])
+            pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only), DELETED_EPOCH])
         return calls
 
     @staticmethod
     def enqueued(results: list, calls: list) -> list:
-        """Per client of an `enqueue`, in its order: None (skipped: offline) or the headers dropped by the cap."""
+        """Per client of an `enqueue`, in its order: None (skipped: offline, or deleted) or the headers dropped
+        by the cap."""
         per_client = [None] * sum(len(positions) for _, positions in calls)
         for at, positions in calls:
             for i, r in zip(positions, results[at]):
@@ -193,6 +224,34 @@ class Queues:
     def unblock(self, poller: str) -> None:
         """Wakes the parked poll `poller` names (HeldConnection.poller_id)."""
         self.pools.unblock(poller)
+
+    def remove(self, pipe, client_id, app_id, tombstone_ttl: int) -> None:
+        """Empties a deleted client's queues and leaves its tombstone, on a ScriptPipeline; `removed` reads
+        the result."""
+        k = keys.client_keys(client_id)
+        pipe.script(self._remove, [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"],
+                                   keys.client_meta(client_id)], [app_id, DELETED_EPOCH, tombstone_ttl])
+
+    @staticmethod
+    def removed(result):
+        """(poller, headers) of a `remove`: the poll to release ("" if none), what the client never got."""
+        poller, dropped = result
+        return poller.decode(), dropped
+
+    def revive(self, client_id) -> None:
+        """A deleted client registered again: its tombstone goes, so that it is queued for and polls again."""
+        self._revive(keys=[keys.client_meta(client_id)], args=[DELETED_EPOCH])
+
+    def states(self, client_ids) -> list:
+        """(online, queued, unacknowledged) of each client: its presence, and the lengths of its lists."""
+        pipe = self.pools.commands.pipeline(transaction=False)
+        for client_id in client_ids:
+            k = keys.client_keys(client_id)
+            pipe.exists(k["online"])
+            pipe.llen(k["queue"])
+            pipe.llen(k["inflight"])
+        replies = pipe.execute()
+        return [(bool(replies[i]), replies[i + 1], replies[i + 2]) for i in range(0, len(replies), 3)]
 
     def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms, epoch=None) -> PollStep:
         """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones).

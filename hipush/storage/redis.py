@@ -321,6 +321,12 @@ class ScriptPipeline:
     def sadd(self, name, *values) -> None:
         self._add(("SADD", name, *values))
 
+    def scard(self, name) -> None:
+        self._add(("SCARD", name))
+
+    def spop(self, name, count) -> None:
+        self._add(("SPOP", name, count))
+
     def pexpire(self, name, milliseconds) -> None:
         self._add(("PEXPIRE", name, milliseconds))
 

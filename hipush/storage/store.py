@@ -7,8 +7,8 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from .counters import COUNTER_FIELDS
-from .db import (COUNTER_TABLES, apps, clients, jobs, messages, now_ms, push_topics, pushes, schema_version,
-                 subscriptions, topics)
+from .db import (COUNTER_TABLES, apps, clients, installation, jobs, messages, now_ms, push_topics, pushes,
+                 schema_version, subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -54,12 +54,6 @@ class Store:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
-    def ping(self) -> None:
-        """Raises unless the database answers: a read of the one-row schema table (as cheap as SELECT 1,
-        and on SQLite it reaches the file, which SELECT 1 does not)."""
-        with self.engine.connect() as conn:
-            conn.execute(sa.select(schema_version.c.version).limit(1)).scalar()
-
     def _connect(self, isolation_level: str):
         """A connection at `isolation_level` on MySQL (SQLite has one writer at a time anyway)."""
         conn = self.engine.connect()
@@ -100,16 +94,15 @@ class Store:
             return conn.execute(apps.update().where(apps.c.app_key == app_key).values(**values)).rowcount == 1
 
     # clients
-    def upsert_client(self, client_id: str, app_id: int, device_id: str, **fields) -> None:
-        """Registers a client, or updates the fields given for one that exists."""
+    def add_client(self, client_id: str, app_id: int, device_id: str, **fields) -> bool:
+        """Registers a client with the fields given (None: the default); one that exists is left as it is.
+        True when it was added."""
         given = {k: v for k, v in fields.items() if v is not None}
         with self.engine.begin() as conn:
-            conn.execute(_insert_ignore(clients).values(
+            return conn.execute(_insert_ignore(clients).values(
                 client_id=client_id, app_id=app_id, device_id=device_id, created_at=now_ms(),
                 **{"terminal_type": "web", **given},
-            ))
-            if given:
-                conn.execute(clients.update().where(clients.c.client_id == client_id).values(**given))
+            )).rowcount == 1
 
     def get_client(self, client_id: str):
         return self._one(sa.select(clients).where(clients.c.client_id == client_id))
@@ -123,6 +116,27 @@ class Store:
             conn.execute(clients.update().where(clients.c.client_id == client_id)
                          .values(token_epoch=clients.c.token_epoch + 1))
             return conn.execute(sa.select(clients.c.token_epoch).where(clients.c.client_id == client_id)).scalar()
+
+    def list_clients(self, app_id: int, start: int, limit: int, topic_id=None, org=None, terminal_type=None):
+        """(total, rows) of the app's clients, by client id; optionally only the topic's subscribers, an org's
+        clients, or a terminal type's."""
+        query = sa.select(clients).where(clients.c.app_id == app_id)
+        if topic_id is not None:
+            query = query.where(clients.c.client_id.in_(
+                sa.select(subscriptions.c.client_id).where(subscriptions.c.topic_id == topic_id)))
+        if org is not None:
+            query = query.where(clients.c.org == org)
+        if terminal_type is not None:
+            query = query.where(clients.c.terminal_type == terminal_type)
+        return self._page(query, clients.c.client_id, start, limit)
+
+    def delete_clients(self, app_id: int, client_ids) -> None:
+        """Deletes the app's clients among client_ids, and their subscriptions."""
+        mine = clients.c.app_id == app_id, clients.c.client_id.in_(list(client_ids))
+        with self.engine.begin() as conn:
+            conn.execute(subscriptions.delete().where(
+                subscriptions.c.client_id.in_(sa.select(clients.c.client_id).where(*mine))))
+            conn.execute(clients.delete().where(*mine))
 
     def clients_of_app(self, app_id: int, client_ids) -> set:
         """The subset of client_ids that exist and belong to the app."""
@@ -213,21 +227,26 @@ class Store:
         """sends: (push, message, client ids) each. Records every push as sent (and its message, if new:
         without an id) and yields each one's target rows with the transaction still open: the caller queues the
         pushes, then it commits. One transaction for many unicasts, and a failed queueing leaves no record
-        of a push that was never sent."""
+        of a push that was never sent. A push naming a client that is gone (deleted since Targets.check found
+        it) is not recorded: its rows are None, and it gets no id."""
         with self.engine.begin() as conn:
             wanted = {client_id for _, _, client_ids in sends for client_id in client_ids}
             found = {r[1]: (r[0], tuple(r[1:])) for r in conn.execute(_TARGET_ROWS_OF_IDS, {"ids": list(wanted)})}
-            rows_of = [[found[c][1] for c in dict.fromkeys(client_ids) if found.get(c, (None,))[0] == push["app_id"]]
-                       for push, _, client_ids in sends]
+            rows_of = []
+            for push, _, client_ids in sends:
+                named = dict.fromkeys(client_ids)
+                rows = [found[c][1] for c in named if found.get(c, (None,))[0] == push["app_id"]]
+                rows_of.append(rows if len(rows) == len(named) else None)
+            recorded = [(push, message, rows) for (push, message, _), rows in zip(sends, rows_of) if rows is not None]
             now = now_ms()
-            new = [(push, message) for push, message, _ in sends if "id" not in message]
+            new = [(push, message) for push, message, _ in recorded if "id" not in message]
             ids = _insert_many(conn, messages, [{"app_id": push["app_id"], "created_at": now, **message}
                                                 for push, message in new])
             for (push, message), message_id in zip(new, ids):
                 message["id"] = push["message_id"] = message_id
-            for (push, _, _), rows in zip(sends, rows_of):
+            for push, _, rows in recorded:
                 push.update(target_num=len(rows), send_time=now, created_at=now)
-            for (push, _, _), push_id in zip(sends, _insert_many(conn, pushes, [push for push, _, _ in sends])):
+            for (push, _, _), push_id in zip(recorded, _insert_many(conn, pushes, [r[0] for r in recorded])):
                 push["id"] = push_id
             yield rows_of
 
@@ -345,10 +364,13 @@ class Store:
             conn.execute(topics.delete().where(topics.c.id == topic_id))
 
     def list_topics(self, app_id: int, start: int, limit: int):
-        query = sa.select(topics).where(topics.c.app_id == app_id)
+        return self._page(sa.select(topics).where(topics.c.app_id == app_id), topics.c.id, start, limit)
+
+    def _page(self, query, order, start: int, limit: int):
+        """(total, rows) of one page of a query's rows."""
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
-            rows = conn.execute(query.order_by(topics.c.id).offset(start).limit(limit)).mappings()
+            rows = conn.execute(query.order_by(order).offset(start).limit(limit)).mappings()
             return total, [dict(r) for r in rows]
 
     def count_subscribers(self, topic_id: int) -> int:
@@ -369,10 +391,12 @@ class Store:
     def apply_counter_deltas(self, claimed) -> None:
         """Adds each (kind, id, token, deltas) to its job's or push's counters, once per flush token
         however often it is applied; all in one transaction, one UPDATE per kind, token and 200 rows
-        (a flush claims its rows under one token; one left from a failed flush keeps its own)."""
+        (a flush claims its rows under one token; one left from a failed flush keeps its own).
+        A row whose deltas are all zero is applied as nothing."""
         groups = defaultdict(list)
         for kind, row_id, token, deltas in claimed:
-            groups[(kind, token)].append((int(row_id), deltas))
+            if any(deltas.values()):  # counts that cancel out (sent +1 then -1) change nothing: no statement
+                groups[(kind, token)].append((int(row_id), deltas))
         with self.engine.begin() as conn:
             for (kind, token), rows in groups.items():
                 for start in range(0, len(rows), COUNTER_ROWS_PER_UPDATE):
@@ -380,7 +404,32 @@ class Store:
                                                   rows[start:start + COUNTER_ROWS_PER_UPDATE]),
                                  execution_options=NO_STATEMENT_CACHE)
 
+    def reachable(self) -> bool:
+        """Whether the database answers at all (a failing statement may be its fault or the statement's): a read
+        of the one-row schema table, as cheap as SELECT 1, and on SQLite it reaches the file (SELECT 1 does not)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.select(schema_version.c.version).limit(1))
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]
         return self._one(sa.select(table.c.sent, table.c.arrived, table.c.expired, table.c.failed,
                                    table.c.flush_token).where(table.c.id == row_id))
+
+    # the installation
+    def predates_installation(self) -> bool:
+        """Whether apps were made before the installation identity: the database of a hipush from before
+        identities, upgraded in place."""
+        first_app = sa.select(sa.func.min(apps.c.created_at)).scalar_subquery()
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sa.select(installation.c.created_at > first_app)).scalar())
+
+    def pushes_awaiting_delivery(self, now: int) -> int:
+        """Pushes not yet expired whose counts say that some of their messages were still queued."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(pushes).where(
+                pushes.c.expires_at > now,
+                pushes.c.sent > pushes.c.arrived + pushes.c.expired + pushes.c.failed)).scalar()

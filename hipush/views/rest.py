@@ -18,6 +18,7 @@ from ..storage.db import now_ms
 from .params import request_params
 from .guards import idempotent, limit_app
 from .render import after_answer, answer, to_json
+from .web import terminal_fields
 
 bp = Blueprint("rest", __name__)
 PATH_PREFIXES = ("/push/", "/manager/")
@@ -270,3 +271,58 @@ def terminal_del_tag():
 def terminal_num_with_tag():
     params, app = authenticated()
     return rest_ok(num=services().topics.count(app, _tag(params)))
+
+
+# terminals (clients)
+
+def _terminal_id(params):
+    return L.parse_client_id(params.get("terminal_id"), "terminal_id")
+
+
+def _terminal_row(row):
+    return {"terminal_id": row["client_id"], "device_id": row["device_id"], "terminal_type": row["terminal_type"],
+            "org": row["org"], "address": row["address"], "lat": row["lat"], "lng": row["lng"],
+            "create_time": _time_text(row["created_at"]), "online": row["online"], "queued_num": row["queued"],
+            "unacked_num": row["unacked"]}
+
+
+@route("/manager/query_terminal", query=True)
+def query_terminal():
+    params, app = authenticated()
+    return rest_ok(data=_terminal_row(services().terminals.get(app, _terminal_id(params))))
+
+
+@route("/manager/query_terminals", query=True)
+def query_terminals():
+    """Filters left out or empty filter nothing."""
+    params, app = authenticated()
+    tag, org = params.get("tag") or None, params.get("org") or None
+    L.check_length("tag", tag, 64)
+    L.check_length("org", org, 64)
+    start, limit = _page(params)
+    org, terminal_type = L.parse_text("org", org, required=False), L.parse_terminal_type(params.get("terminal_type"))
+    topic_id = services().topics.existing(app, L.parse_topic("tag", tag)) if tag else None
+    total, rows = services().terminals.page(app, start, limit, topic_id, org, terminal_type)
+    return rest_ok(total_num=total, data=[_terminal_row(r) for r in rows])
+
+
+@route("/manager/update_terminal")
+def update_terminal():
+    """Parameters left out keep their fields; org, address, and lat with lng, given empty clear theirs."""
+    params, app = authenticated()
+    client_id = _terminal_id(params)
+    changes = terminal_fields(params)
+    if not changes:
+        raise bad_param("nothing to change: give any of terminal_type, address, org, lat and lng")
+    if "terminal_type" in changes and changes["terminal_type"] is None:
+        raise bad_param(f"terminal_type cannot be cleared: give one of {', '.join(L.TERMINAL_TYPES)}")
+    if ("lat" in changes) != ("lng" in changes):
+        raise bad_param("lat and lng go together")
+    return rest_ok(data=_terminal_row(services().terminals.update(app, client_id, changes)))
+
+
+@route("/manager/del_terminal")
+def del_terminal():
+    params, app = authenticated()
+    services().terminals.delete(app, _terminal_ids(params))
+    return rest_ok()

@@ -34,21 +34,30 @@ def _location(params, required: bool):
     return L.parse_coordinate("lat", lat, 90), L.parse_coordinate("lng", lng, 180)
 
 
+def terminal_fields(params) -> dict:
+    """The terminal attributes among the parameters, checked (genId's, and update_terminal's): {name: value}
+    of each one given, None for one given empty."""
+    org, address = params.get("org"), params.get("address")
+    L.check_length("org", org, 64)
+    L.check_length("address", address, 255)
+    lat, lng = _location(params, required=False)
+    fields = {"terminal_type": L.parse_terminal_type(params.get("terminal_type")),
+              "org": L.parse_text("org", org, required=False),
+              "address": L.parse_text("address", address, required=False), "lat": lat, "lng": lng}
+    return {name: value for name, value in fields.items() if params.get(name) is not None}
+
+
 @bp.route("/user/genId", methods=METHODS)
 def gen_id():
+    """A device registered before keeps its attributes: those given again are ignored (see Clients.register)."""
     limit_client_ip()
     params = client_params()
     app = services().apps.require(params.get("app_key"))
     check_jsonp(app)
-    device_id, org, address = params.get("device_id"), params.get("org"), params.get("address")
+    device_id = params.get("device_id")
     L.check_length("device_id", device_id, 128)
-    L.check_length("org", org, 64)
-    L.check_length("address", address, 255)
-    lat, lng = _location(params, required=False)
-    client_id = services().clients.register(
-        app, L.parse_device_id(device_id), terminal_type=L.parse_terminal_type(params.get("terminal_type")),
-        org=L.parse_text("org", org, required=False), address=L.parse_text("address", address, required=False),
-        lat=lat, lng=lng)
+    fields = terminal_fields(params)
+    client_id = services().clients.register(app, L.parse_device_id(device_id), **fields)
     return allow_origin(ok({"client_id": client_id}), app)
 
 
