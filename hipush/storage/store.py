@@ -54,13 +54,6 @@ class Store:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
-    def _connect(self, isolation_level: str):
-        """A connection at `isolation_level` on MySQL (SQLite has one writer at a time anyway)."""
-        conn = self.engine.connect()
-        if self.engine.dialect.name == "mysql":
-            conn.execution_options(isolation_level=isolation_level)
-        return conn
-
     def _one(self, query):
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
@@ -323,13 +316,16 @@ class Store:
         transaction (every statement by key); returns the rows deleted per table. On MySQL at READ COMMITTED:
         it then locks the rows it deletes and no gaps, so a publish inserting meanwhile never waits for it (at
         REPEATABLE READ, the gap locks of its DELETEs deadlocked concurrent publishes)."""
-        with self._connect(isolation_level="READ COMMITTED") as conn, conn.begin():
-            deleted = {"push_topics": conn.execute(push_topics.delete().where(
-                push_topics.c.push_id.in_(push_ids))).rowcount}
-            deleted["pushes"] = conn.execute(pushes.delete().where(pushes.c.id.in_(push_ids))).rowcount
-            deleted["messages"] = conn.execute(messages.delete().where(
-                messages.c.id.in_(list(message_ids)),
-                ~sa.exists().where(pushes.c.message_id == messages.c.id))).rowcount
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "mysql":
+                conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                deleted = {"push_topics": conn.execute(push_topics.delete().where(
+                    push_topics.c.push_id.in_(push_ids))).rowcount}
+                deleted["pushes"] = conn.execute(pushes.delete().where(pushes.c.id.in_(push_ids))).rowcount
+                deleted["messages"] = conn.execute(messages.delete().where(
+                    messages.c.id.in_(list(message_ids)),
+                    ~sa.exists().where(pushes.c.message_id == messages.c.id))).rowcount
         return deleted
 
     # topics (the REST API's tags)
