@@ -307,3 +307,58 @@ class PrivateRedis:
 
     def client(self):
         return redis.Redis(port=self.port, socket_timeout=5)
+
+
+class Relay:
+    """A TCP relay on a port of its own to `target_port` on this host, which a test cuts (every connection
+    through it dropped, new ones refused: a network partition) and mends again."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = free_port()
+        self.listener = None
+        self.connections = []
+        self.lock = threading.Lock()
+
+    def mend(self):
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener):
+        while True:
+            try:
+                near, _ = listener.accept()
+                far = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                return  # cut
+            with self.lock:
+                self.connections += [near, far]
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            _drop(end)
+
+    def cut(self):
+        _drop(self.listener)
+        with self.lock:
+            for connection in self.connections:
+                _drop(connection)
+            self.connections = []
+
+
+def _drop(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on it
+    except OSError:
+        pass
+    sock.close()
+

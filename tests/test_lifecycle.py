@@ -12,7 +12,7 @@ import requests
 
 from hipush import config as config_module
 from hipush.storage import keys
-from support import Api, Background, PrivateRedis, Server, free_port, wait_for
+from support import Api, Background, PrivateRedis, Relay, Server, free_port, wait_for
 
 
 @pytest.fixture
@@ -187,15 +187,18 @@ def test_a_killed_node_is_no_longer_handed_out(own_server):
 
 
 def test_a_node_whose_database_is_unreachable_stops_advertising_itself(own_server, private_backend):
-    """Two nodes on one Redis, the second on a database of its own that goes away and comes back."""
+    """Two nodes on one Redis and database; the second reaches the database through a relay that is cut (a network
+    partition between that node and its database) and mended again."""
     database, private_redis = private_backend
-    healthy = own_server(HIPUSH_REDIS_URL=private_redis.url)
-    own_server(HIPUSH_REDIS_URL=private_redis.url, HIPUSH_DATABASE_URL=database.url)
+    relay = Relay(database.port).mend()
+    healthy = own_server(HIPUSH_REDIS_URL=private_redis.url, HIPUSH_DATABASE_URL=database.url)
+    own_server(HIPUSH_REDIS_URL=private_redis.url, HIPUSH_DATABASE_URL=database.url.replace(
+        f":{database.port}/", f":{relay.port}/"))
     api = Api(healthy.base)
     wait_for(lambda: len(handed_out(api)) == 2, message="both nodes handed out")
-    database.stop()
+    relay.cut()
     wait_for(lambda: handed_out(api) == {f"127.0.0.1:{healthy.port}"}, timeout=30, interval=0.2,
-             message="the node without a database dropped")
-    database.start()
+             message="the node cut off from its database dropped")
+    relay.mend()
     wait_for(lambda: len(handed_out(api)) == 2, timeout=60, interval=0.2,
              message="the node back once its database answers")
