@@ -113,7 +113,8 @@ class PrivateMariaDB:
 @pytest.fixture
 def private_backend(tmp_path):
     """A mariadbd and a redis-server of the test's own: the Redis too, as job and push ids restart at 1 in a fresh
-    database, and counts other tests left in the suite's Redis for their job 1 would be flushed into this one's."""
+    database, and counts other tests left in the suite's Redis for their job 1 would be flushed into this one's.
+    A test asks for it before own_server, so that its servers stop first."""
     database = PrivateMariaDB(tmp_path)
     database.start()
     private_redis = PrivateRedis()
@@ -124,7 +125,7 @@ def private_backend(tmp_path):
     private_redis.stop()
 
 
-def test_database_outage_answers_503_writes_nothing_and_recovers(own_server, private_backend):
+def test_database_outage_answers_503_writes_nothing_and_recovers(private_backend, own_server):
     database, private_redis = private_backend
     server = own_server(HIPUSH_DATABASE_URL=database.url, HIPUSH_REDIS_URL=private_redis.url)
     api = Api(server.base)
@@ -186,7 +187,7 @@ def test_a_killed_node_is_no_longer_handed_out(own_server):
     assert address not in still and f"127.0.0.1:{survivor.port}" in still
 
 
-def test_a_node_whose_database_is_unreachable_stops_advertising_itself(own_server, private_backend):
+def test_a_node_whose_database_is_unreachable_stops_advertising_itself(private_backend, own_server):
     """Two nodes on one Redis and database; the second reaches the database through a relay that is cut (a network
     partition between that node and its database) and mended again."""
     database, private_redis = private_backend
