@@ -169,11 +169,12 @@ def test_guards_nodes_and_client_meta(seam):
     nonces = Nonces(seam)
     assert nonces.use("k", tag, 60) and not nonces.use("k", tag, 60)
     answers = IdempotentAnswers(seam)
-    assert answers.claim(1, tag, "in-progress", 60) and not answers.claim(1, tag, "x", 60)
-    answers.put(1, tag, "done", 60)
-    assert answers.get(1, tag) == b"done"
-    answers.drop(1, tag)
-    assert answers.get(1, tag) is None
+    assert answers.claim("rest", 1, tag, "in-progress", 60) and not answers.claim("rest", 1, tag, "x", 60)
+    assert answers.claim("legacy", 1, tag, "in-progress", 60)
+    answers.put("rest", 1, tag, "done", 60)
+    assert answers.get("rest", 1, tag) == b"done"
+    answers.drop("rest", 1, tag)
+    assert answers.get("rest", 1, tag) is None
     registry = NodeRegistry(seam)
     registry.beat(f"10.0.0.1:{tag[:4]}", 5_000, 0)
     assert f"10.0.0.1:{tag[:4]}" in registry.since(5_000)
