@@ -26,7 +26,6 @@ that got no answer at all (connection refused, timed out) raises it with `code` 
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import secrets
@@ -852,8 +851,8 @@ class Client:
             if self.max_retries is not None and failures > self.max_retries:
                 raise failure
             delay = _backoff(failures, self.backoff_base, self.backoff_cap)
-            if failure.retry_after:
-                delay = max(delay, min(failure.retry_after, self.backoff_cap))
+            if failure.retry_after:  # never sooner than asked; up to half again later, so a node's clients spread out
+                delay = max(delay, min(failure.retry_after * random.uniform(1, 1.5), self.backoff_cap))
             log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                     "%s failed (%s); again in %.2f s", what, failure.reason, delay)
             if self._wake.wait(delay) or self._closed or should_stop():

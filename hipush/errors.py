@@ -45,5 +45,5 @@ def too_large(reason):
     return ApiError(413, 1030, reason)
 
 
-def unavailable(reason):
-    return ApiError(503, 1031, reason)
+def unavailable(reason, retry_after: int | None = None):
+    return ApiError(503, 1031, reason, {"Retry-After": str(retry_after)} if retry_after else None)

@@ -15,6 +15,9 @@ DEVICE_ID_RE = re.compile(r"[\x21-\x7e]+")
 JSONP_CALLBACK_RE = re.compile(r"[A-Za-z_$][0-9A-Za-z_$.]{0,63}")
 INT_RE = re.compile(r"[0-9]{1,18}")
 TERMINAL_TYPES = ("web", "android", "ios", "weixin", "qq", "email", "sms")
+MAX_JSON_DEPTH = 32
+# a JSON string (its escapes included) or a bracket: brackets inside strings are not nesting
+JSON_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]', re.DOTALL)
 
 
 def check_bytes(name, value, limit):
@@ -155,16 +158,57 @@ def parse_list(name, value, max_items, parse_item):
     return list(dict.fromkeys(parse_item(name, item) for item in items))
 
 
+def parse_json(name, text: str):
+    """A JSON document: nested at most MAX_JSON_DEPTH deep, no name twice in any of its objects, and
+    UTF-8 text throughout.
+
+    The depth is measured by a flat scan before parsing, so json.loads (which recurses once per level)
+    never sees a deeper document. A repeated name is refused rather than letting the last one win, as a
+    repeated query parameter is. An escaped lone surrogate ("\\ud800") is valid JSON but no UTF-8
+    text: every later step (signing, storing) would fail on it.
+    """
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise bad_param(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(text, object_pairs_hook=lambda pairs: _unique_names(name, pairs))
+    except ValueError:
+        raise bad_param(f"{name} is not valid JSON") from None
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_param(f"{name} holds a lone surrogate (\\ud800-\\udfff), which is not UTF-8 text") from None
+    return value
+
+
+def _json_depth(text: str) -> int:
+    """How deep the brackets of `text` nest, strings skipped. Exact for the part json.loads can parse:
+    an unterminated string only makes the count higher."""
+    depth = deepest = 0
+    for token in JSON_STRING_OR_BRACKET.findall(text):
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
+def _unique_names(name, pairs) -> dict:
+    fields = {}
+    for key, value in pairs:
+        if key in fields:
+            raise bad_param(f"{name} gives {key[:64]!r} more than once")
+        fields[key] = value
+    return fields
+
+
 NOTIFICATION_FIELDS = {"title": str, "body": str, "image": str, "sound": str, "url": str, "extras": dict}
 
 
 def parse_message(msg_type: int, msg: str):
     """(content, format) of a REST `msg`: a notification given as a JSON object is checked and kept as JSON."""
     if msg_type == 1 and msg.lstrip().startswith("{"):
-        try:
-            fields = json.loads(msg)
-        except ValueError:
-            raise bad_param("msg is not valid JSON") from None
+        fields = parse_json("msg", msg)
         unknown = sorted(set(fields) - set(NOTIFICATION_FIELDS))
         if unknown:
             raise bad_param(f"unknown notification field: {unknown[0]} (allowed: {', '.join(NOTIFICATION_FIELDS)})")

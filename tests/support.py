@@ -1,5 +1,6 @@
 """Test helpers: a real gunicorn server, a signed-call HTTP helper, waiting on conditions."""
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -115,6 +116,33 @@ def park_poll(base: str, redis_client, client: dict, timeout: int = 20, raw: boo
     return poll
 
 
+def post_chunked(base: str, path: str, body: bytes, headers=(), chunk_bytes=8192):
+    """(http status, JSON answer) of a POST whose form body is sent with Transfer-Encoding: chunked (no
+    Content-Length), in chunks of `chunk_bytes`."""
+    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=60)
+    try:
+        chunks = (body[i:i + chunk_bytes] for i in range(0, len(body), chunk_bytes))
+        connection.request("POST", path, body=chunks, encode_chunked=True,
+                           headers={"Content-Type": "application/x-www-form-urlencoded", **dict(headers)})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def send_raw(base: str, request: bytes):
+    """(http status, body) of the answer to `request`, bytes sent exactly as given (e.g. malformed framing);
+    read until the server closes the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
 def seed_sign(pairs, secret: str) -> str:
     """The seed's signature, written out independently of hipush.signing."""
     named = [("app_key" if k == "appkey" else k, v) for k, v in pairs if k != "sign"]
@@ -125,9 +153,11 @@ def seed_sign(pairs, secret: str) -> str:
 class Server:
     """hipush under real gunicorn with gevent workers, as `gunicorn -c gunicorn.conf.py wsgi:app` runs it."""
 
-    def __init__(self, env: dict, workers: int = 2, port: int = None):
+    def __init__(self, env: dict, workers: int = 2, port: int = None, own_session: bool = False):
+        """own_session: in a process group of its own, as a terminal runs `make run` (see interrupt())."""
         self.port = port or free_port()
         self.workers = workers
+        self.own_session = own_session
         self.env = {**os.environ, **env, "HIPUSH_BIND": f"127.0.0.1:{self.port}"}
         self.env.setdefault("HIPUSH_PUBLIC_ADDR", f"127.0.0.1:{self.port}")
         self.log_path = Path(env["HIPUSH_DATA_DIR"]) / f"gunicorn-{self.port}.log"
@@ -138,7 +168,7 @@ class Server:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(GUNICORN), "-c", "gunicorn.conf.py", "-w", str(self.workers), "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.own_session)
         try:
             wait_for(self._ready, timeout=40, message=f"server on port {self.port} (log: {self.log_path})")
             wait_for(lambda: len(self.worker_pids()) == self.workers, message="all workers booted")
@@ -177,7 +207,12 @@ class Server:
         for pid in workers:
             self.kill_worker(pid)
         self.process.wait()
-        wait_for(lambda: not any(_running(pid) for pid in workers), message="the killed workers gone")
+        wait_for(lambda: not any(running(pid) for pid in workers), message="the killed workers gone")
+
+    def interrupt(self):
+        """Ctrl-C in the terminal that runs it: SIGINT to its whole process group (own_session servers only)."""
+        assert self.own_session, "a server in the test's own process group: SIGINT would reach pytest too"
+        os.killpg(self.process.pid, signal.SIGINT)
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -198,7 +233,7 @@ class Server:
         return json.loads(self.cli("create-app", name))
 
 
-def _running(pid) -> bool:
+def running(pid) -> bool:
     """Whether the process exists and is not a zombie."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"

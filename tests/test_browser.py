@@ -228,6 +228,61 @@ def test_sdk_survives_a_server_restart(context, backend_env, redis_client, app_)
             second.stop()
 
 
+WATCHED_SDK = """([server, appKey]) => {
+  const push = new HiPush({server: server, appKey: appKey, deviceId: "browser-stopping", discover: false,
+                           minDelay: 100, maxDelay: 400});
+  window.watched = {push: push, requests: [], states: [], messages: []};
+  const send = push._send, setState = push._setState;
+  push._send = function (base, path, params, timeoutMs, callback) {  // notes each request and its answer
+    const request = {path: path, sent: performance.now()};
+    watched.requests.push(request);
+    return send.call(this, base, path, params, timeoutMs, function (error, result) {
+      Object.assign(request, {answered: performance.now(), status: error ? error.status : 200,
+                              code: error && error.code});
+      callback(error, result);
+    });
+  };
+  push._setState = function (state) {
+    watched.states.push(state);
+    setState.call(this, state);
+  };
+  push.on("message", m => watched.messages.push(m.content));
+  push.connect();
+}"""
+
+
+def test_sdk_waits_as_a_stopping_node_asks_and_reconnects_on_a_poll_answered(context, backend_env, redis_client,
+                                                                             app_):
+    """A stopping node answers the SDK's next poll 503 / 1031 with Retry-After: 1 (not 200 at once). The SDK,
+    here with a short backoff of its own (0.1-0.4 s), waits at least that second, stays `reconnecting` while
+    the node is down, and is `connected` again only once a poll of the restarted node answers."""
+    node = Server(backend_env, workers=2, port=free_port()).start()
+    try:
+        page = context.new_page()
+        page.goto(node.base + "/demo")  # no app key given: the demo does not connect by itself
+        page.evaluate(WATCHED_SDK, [node.base, app_["app_key"]])
+        page.wait_for_function("watched.push.state === 'connected'")
+        node.stop()
+        requests_seen = page.evaluate("watched.requests")
+        refused = [n for n, r in enumerate(requests_seen) if r.get("status") == 503]
+        assert refused, requests_seen
+        for n in refused:
+            assert requests_seen[n]["path"] == "/comet/poll" and requests_seen[n]["code"] == 1031
+            page.wait_for_function("n => watched.requests.length > n + 1", arg=n)
+            waited = page.evaluate("n => watched.requests[n + 1].sent - watched.requests[n].answered", n)
+            assert waited >= 1000, (waited, requests_seen)
+        assert page.evaluate("watched.push.state") == "reconnecting"
+
+        node.start()  # the same port
+        api = Api(node.base)
+        api.send(app_, api.new_job(app_), {"client_id": page.evaluate("watched.push.clientId")}, "after the stop")
+        page.wait_for_function("watched.messages.length === 1", timeout=30_000)
+        assert page.evaluate("watched.states") == ["connecting", "connected", "reconnecting", "connected"]
+        assert page.evaluate("watched.messages") == ["after the stop"]
+    finally:
+        node.stop()
+
+
 def test_redelivered_message_is_listed_once(context, server, api, app_):
     """The poll that acknowledges the first message loses its ack on the way (a proxy, say): the server
     hands the message out again, and the SDK drops it by id."""

@@ -76,3 +76,32 @@ def test_idempotency_key_over_64_characters_is_refused(api, app_):
     client = api.register(app_, "d")
     assert api.error("/publish/private", {"job_id": job, "client_id": client["client_id"], "msg_type": 0,
                                           "content": "x", "idempotency_key": "k" * 65}, app_) == (413, 1030)
+
+
+def test_an_idempotency_key_belongs_to_one_api_legacy_or_rest(server, api, app_):
+    """The same key on a legacy publish and a REST push is two calls, each answered in its own API's envelope
+    (a /publish/private got the REST answer a /push/* call had stored, and sent nothing)."""
+    client = api.register(app_, "d")
+    job = api.new_job(app_)
+
+    def rest_push(msg, key):
+        return requests.post(server.base + "/push/terminal", auth=(app_["app_key"], app_["app_secret"]), data={
+            "terminal_ids": client["client_id"], "msg_type": 0, "msg": msg, "idempotency_key": key}).json()
+
+    def legacy_publish(content, key):
+        return api.call("/publish/private", {"job_id": job, "client_id": client["client_id"], "msg_type": 0,
+                                             "content": content, "online": "false", "idempotency_key": key}, app_).json()
+
+    legacy_ok = {"ok": True, "result": "OK"}
+    rest_first = rest_push("rest, then legacy", "shared-1")
+    assert rest_first["status"] == 1
+    assert legacy_publish("legacy after rest", "shared-1") == legacy_ok
+    assert legacy_publish("legacy, then rest", "shared-2") == legacy_ok
+    rest_second = rest_push("rest after legacy", "shared-2")
+    assert rest_second["status"] == 1 and rest_second["msg_id"] != rest_first["msg_id"]
+    # within each API a repeat still answers as the first call did and sends nothing
+    assert rest_push("rest, then legacy", "shared-1") == rest_first
+    assert legacy_publish("legacy, then rest", "shared-2") == legacy_ok
+    assert sorted(m["content"] for m in api.receive(client, 4)) == sorted(
+        ["rest, then legacy", "legacy after rest", "legacy, then rest", "rest after legacy"])
+    assert api.poll(client, timeout=1) == []

@@ -7,19 +7,23 @@ is shown with a marker message: a marker published after the bad call is the fir
 and only thing the client receives, and the only thing the job counted.
 """
 import hashlib
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, quote_from_bytes
+from urllib.parse import quote, quote_from_bytes, urlencode
 
 import pytest
 
-from support import Api, Background, seed_sign, wait_for
+from support import Api, Background, post_chunked, seed_sign, send_raw, wait_for
 
 BAD_PARAM = (403, 1024)
 NOT_FOUND = (404, 1026)
 NOT_ALLOWED = (405, 1027)
 AUTH_FAILED = (401, 1028)
 TOO_LARGE = (413, 1030)
+
+BODY_CAP = 64 * 1024  # HIPUSH's limits.body_bytes
+JSON = {"Content-Type": "application/json"}
 
 MISSING_CLIENT = "0" * 32  # well-formed, never issued
 MISSING_ID = "987654321"  # well-formed job/message id, never issued
@@ -595,6 +599,77 @@ def test_query_string_over_16_kb_is_too_large(api, app_):
     assert_error(api, TOO_LARGE, "/publish/private", padded, app_)
     assert_error(api, TOO_LARGE, "/job/genId", {"name": "n", "type": "t", "padding": "p" * (16 * 1024)}, app_)
     assert_error(api, TOO_LARGE, "/service/random", {"padding": "p" * (16 * 1024)})
+    assert_only_marker_counted(api, app_, job, client)
+
+
+def signed_form_of(app, pairs, size) -> bytes:
+    """A form body of exactly `size` bytes, signed over all of its parameters (a `pad` fills it)."""
+    def body(pad: int) -> bytes:
+        return urlencode(signed_with(list(pairs) + [("pad", "p" * pad)], app["app_key"], app["app_secret"])).encode()
+    sized = body(size - len(body(0)))
+    assert len(sized) == size
+    return sized
+
+
+def test_a_body_over_64_kb_is_too_large_however_it_is_framed_and_sends_nothing(api, app_):
+    """A chunked body has no Content-Length to check up front: it is refused all the same, not cut at the cap
+    and run (its first 64 KB here are a valid signed publish, which ran and answered 200)."""
+    client = new_client(api, app_)
+    job = api.new_job(app_)
+    at_cap = signed_form_of(app_, private_params(job, client, "cut at the cap").items(), BODY_CAP)
+    for body in (at_cap + b"p" * (1024 * 1024 - BODY_CAP), at_cap + b"p"):
+        status, answer = post_chunked(api.base, "/publish/private", body)
+        assert (status, answer["error"]) == TOO_LARGE, (len(body), status, answer)
+        response = api.http.post(api.base + "/publish/private", data=body, timeout=30,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert error_body(response) == TOO_LARGE
+    assert_only_marker_counted(api, app_, job, client)
+    at_cap = signed_form_of(app_, private_params(job, client, "at the cap").items(), BODY_CAP)
+    assert post_chunked(api.base, "/publish/private", at_cap) == (200, {"ok": True, "result": "OK"})
+    assert [m["content"] for m in api.receive(client, 1)] == ["at the cap"]
+
+
+@pytest.mark.parametrize("framing", [b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcdef\r\n0\r\n\r\n",
+                                     b"3\r\nabc\r\n0\r\nnot a trailer\r\n\r\n"])
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "application/json"])
+def test_a_malformed_chunked_body_is_a_bad_parameter(api, framing, content_type):
+    """A bad chunk size, a chunk longer than it said, a bad trailer: the client's error (it answered 500)."""
+    head = (f"POST /publish/private HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    status, body = send_raw(api.base, head + framing)
+    assert (status, json.loads(body)["error"]) == BAD_PARAM, body
+
+
+def nested_json(depth: int) -> str:
+    return '{"a":' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+
+@pytest.mark.parametrize("path", WEB_PATHS + ADMIN_PATHS)  # every path that takes a POST body
+def test_a_json_body_nested_deeper_than_32_levels_is_a_bad_parameter(api, path):
+    """Refused before any other check, unauthenticated: parsing it recursed past Python's limit (500)."""
+    for depth in (33, 1000, 20_000):
+        response = api.http.post(api.base + path, data=nested_json(depth), headers=JSON, timeout=30)
+        assert error_body(response) == BAD_PARAM, (depth, response.text[:200])
+    response = api.http.post(api.base + path, data=nested_json(32), headers=JSON, timeout=30)
+    assert "nests deeper" not in response.text
+
+
+def test_a_json_body_with_an_escaped_lone_surrogate_is_refused(api, app_):
+    """Valid JSON, but "\\ud800" is no UTF-8 text: a parameter must be UTF-8, as in a query or form (it answered
+    500, unauthenticated)."""
+    for fields in ({"app_key": app_["app_key"], "device_id": "d", "org": "\ud800"}, {"app_key": "\udc00"}):
+        response = api.http.post(api.base + "/user/genId", data=json.dumps(fields), headers=JSON, timeout=30)
+        assert error_body(response) == BAD_PARAM, fields
+
+
+def test_a_json_body_naming_a_parameter_twice_is_refused_and_sends_nothing(api, app_):
+    """As a parameter given twice in a query string or form is: the last one no longer wins."""
+    client = new_client(api, app_)
+    job = api.new_job(app_)
+    signed = signed_with(list(private_params(job, client, "second").items()), app_["app_key"], app_["app_secret"])
+    body = "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(str(v))}" for k, v in [("content", "first")] + signed) + "}"
+    response = api.http.post(api.base + "/publish/private", data=body, headers=JSON, timeout=30)
+    assert error_body(response) == BAD_PARAM
     assert_only_marker_counted(api, app_, job, client)
 
 

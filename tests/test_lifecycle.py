@@ -1,18 +1,25 @@
-"""The server's life: stopping answers parked polls, queued messages survive a restart,
-a Redis outage answers 503 / 1031 until Redis is back, with no restart of hipush, and a node
-that dies or loses its database is no longer handed out to clients."""
+"""The server's life: stopping (SIGTERM, Ctrl-C) answers parked polls and refuses new ones until the node is
+gone, the embedded Redis stops last, queued messages survive a restart, a Redis outage answers 503 / 1031
+until Redis is back, with no restart of hipush, and a node that dies or loses its database is no longer
+handed out to clients."""
 import secrets
+import shutil
 import subprocess
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from hipush import config as config_module
+from hipush.client import Admin, Client
 from hipush.storage import keys
-from support import Api, Background, PrivateRedis, Relay, Server, free_port, wait_for
+from hipush.storage.embedded import EmbeddedRedis
+from support import (Api, Background, PrivateRedis, Relay, Server, free_port, poll_parked, polls_parked, running,
+                     wait_for)
 
 
 @pytest.fixture
@@ -41,6 +48,153 @@ def test_sigterm_answers_parked_polls_and_exits_cleanly(own_server, redis_client
     poller.join(20)
     assert answers == [[]]
     assert server.process.returncode == 0
+
+
+class PollLog(requests.Session):
+    """A Python SDK client's HTTP session that notes each /comet/poll: when it was sent and answered, and how."""
+
+    def __init__(self):
+        super().__init__()
+        self.polls = []
+
+    def get(self, url, **kwargs):
+        if not url.endswith("/comet/poll"):
+            return super().get(url, **kwargs)
+        poll = {"sent": time.monotonic(), "status": None}  # None: no answer (connection refused or cut)
+        self.polls.append(poll)
+        response = super().get(url, **kwargs)
+        poll.update(answered=time.monotonic(), status=response.status_code, headers=response.headers,
+                    body=response.json())
+        return response
+
+
+def test_a_stopping_node_refuses_new_polls_so_its_clients_back_off(own_server, redis_client):
+    """SIGTERM: parked polls answer (empty) at once; a client polling again, on the same kept-alive connection,
+    is told 503 / 1031 with Retry-After and a closed connection instead of an empty answer at once, which
+    brought it straight back in a loop until the node's listener closed. The Python SDK waits as asked,
+    and once the node is back every client gets what was sent meanwhile."""
+    server = own_server()
+    app = server.create_app()
+    logs = [PollLog() for _ in range(10)]
+    clients = [Client(server.base, app_key=app["app_key"], device_id=f"stopping-{n}", discover=False,
+                      poll_timeout=30, backoff_cap=2, session=log) for n, log in enumerate(logs)]
+    received = [[] for _ in clients]
+    done = threading.Event()
+    runs = [Background(client.run, got.append, stop_event=done) for client, got in zip(clients, received)]
+    wait_for(lambda: polls_parked(redis_client, [c.client_id for c in clients]) == len(clients),
+             message="every client parked")
+
+    stopping = time.monotonic()
+    server.stop()
+    restarting = time.monotonic()
+    refusals = []
+    for log in logs:
+        [released] = [p for p in log.polls if p["sent"] < stopping]
+        assert (released["status"], released["body"]) == (200, {"ok": True, "result": {"messages": []}})
+        later = [p for p in log.polls if p["sent"] > released["answered"]]
+        assert all(p["status"] in (503, None) for p in later), [(p["status"], p.get("body")) for p in later]
+        for refusal, following in zip(later, later[1:] + [None]):
+            if refusal["status"] == 503:
+                refusals.append(refusal)
+                # the SDK waits as long as Retry-After asks (or the node came back meanwhile)
+                assert (following["sent"] if following else restarting) - refusal["answered"] >= 1
+    assert refusals, "no client polled the stopping node again"
+    for refusal in refusals:
+        assert refusal["body"] == {"error": 1031, "reason": "this node is stopping, poll again shortly"}
+        assert refusal["headers"]["Retry-After"] == "1" and refusal["headers"]["Connection"] == "close"
+        assert refusal["headers"]["Access-Control-Expose-Headers"] == "Retry-After"  # for the JS SDK
+
+    server.start()  # the same port
+    Admin(server.base, app["app_key"], app["app_secret"]).push_terminal([c.client_id for c in clients], "back")
+    wait_for(lambda: all(got for got in received), timeout=30, message="every client served after the restart")
+    done.set()
+    for client, run in zip(clients, runs):
+        client.close()
+        run.result(timeout=10)
+    assert [[m.content for m in got] for got in received] == [["back"]] * len(clients)
+
+
+@pytest.fixture
+def own_data_dir():
+    """A data dir of its own, so that the embedded redis-server is the master's (short: it holds a socket)."""
+    path = Path(tempfile.mkdtemp(prefix="hp-", dir="/tmp"))
+    yield path
+    EmbeddedRedis(path).stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def embedded_env(data_dir: Path) -> dict:
+    """The embedded default (SQLite and the master's redis-server in data_dir), whatever the run's backend."""
+    return {"HIPUSH_DATA_DIR": str(data_dir), "HIPUSH_SECRET_KEY": "test-secret-key-" + data_dir.name,
+            "HIPUSH_REDIS_URL": "", "HIPUSH_DATABASE_URL": ""}
+
+
+class ExitWatch:
+    """When each of some processes ended (exited, or a zombie not yet reaped), looked at every 10 ms."""
+
+    def __init__(self, pids: dict):
+        self.pids = pids
+        self.ended = {}
+        self.watch = Background(self._watch)
+
+    def _watch(self):
+        while len(self.ended) < len(self.pids):
+            for name, pid in self.pids.items():
+                if name not in self.ended and not running(pid):
+                    self.ended[name] = time.monotonic()
+            time.sleep(0.01)
+
+    def result(self, timeout: float) -> dict:
+        self.watch.result(timeout)
+        return self.ended
+
+
+def test_ctrl_c_answers_parked_polls_and_stops_the_embedded_redis_last(own_data_dir):
+    """`make run`, then Ctrl-C: the terminal's SIGINT reaches gunicorn's master and workers (its foreground
+    process group), which drain as on SIGTERM; the embedded redis-server, in a session of its own, runs on
+    until the master stops it once the workers are gone. (It used to take the SIGINT too and die first:
+    the parked poll answered 503 / 1031, and a worker signalled twice logged a SystemExit traceback.)"""
+    server = Server(embedded_env(own_data_dir), workers=2, own_session=True).start()
+    try:
+        api = Api(server.base)
+        app = server.create_app()
+        parked_client, waiting_client = api.register(app, "parked"), api.register(app, "waiting")
+        api.send(app, api.new_job(app), waiting_client, "queued before Ctrl-C")
+        redis_pid = int((own_data_dir / "redis.pid").read_text())
+        exits = ExitWatch({"redis-server": redis_pid, **{f"worker {pid}": pid for pid in server.worker_pids()}})
+        parked = Background(requests.get, server.base + "/comet/poll", params={**parked_client, "timeout": 50},
+                            timeout=60)
+        embedded = redis.Redis(unix_socket_path=str(own_data_dir / "redis.sock"))
+        wait_for(lambda: poll_parked(embedded, parked_client["client_id"]), message="parked poll")
+        embedded.close()
+        server.interrupt()
+        answer = parked.result(timeout=30)
+        assert server.process.wait(30) == 0
+    finally:
+        server.stop()
+    assert (answer.status_code, answer.json()) == (200, {"ok": True, "result": {"messages": []}})
+    ended = exits.result(timeout=10)
+    assert ended["redis-server"] >= max(ended.values()), ended  # after every worker
+    assert not running(redis_pid) and not EmbeddedRedis(own_data_dir).alive()
+    redis_log = (own_data_dir / "redis.log").read_text()
+    assert "Received SIGTERM" in redis_log and "Received SIGINT" not in redis_log
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "redis unavailable" not in log, log[-3000:]
+
+    again = Server(embedded_env(own_data_dir), workers=1).start()  # nothing queued was lost
+    try:
+        assert [m["content"] for m in Api(again.base).receive(waiting_client, 1)] == ["queued before Ctrl-C"]
+    finally:
+        again.stop()
+
+
+def test_a_master_that_dies_takes_its_embedded_redis_with_it(own_data_dir):
+    """Out of the terminal's process group, the master's redis-server must not outlive a master killed
+    outright (or one that fails to boot): it would hold the data dir with nobody left to stop it."""
+    server = Server(embedded_env(own_data_dir), workers=1).start()
+    redis_pid = int((own_data_dir / "redis.pid").read_text())
+    server.kill()
+    wait_for(lambda: not running(redis_pid), message="the embedded redis-server gone with its master")
 
 
 def test_queued_messages_survive_a_restart(own_server, backend_env):
@@ -81,6 +235,21 @@ def test_redis_outage_answers_503_and_recovers_by_itself(own_server):
         assert [m["content"] for m in api.receive(client, 1)] == ["after the outage"]
     finally:
         private.process.poll() is None and private.stop()
+
+
+def test_a_node_stopped_while_its_redis_is_down_exits_cleanly(backend_env):
+    """Its worker cannot leave the node registry (the entry expires by itself): a warning, not a traceback.
+    (One worker: start() returns once it answers, so Redis never goes away under a worker still booting.)"""
+    private = PrivateRedis()
+    private.start()
+    try:
+        server = Server({**backend_env, "HIPUSH_REDIS_URL": private.url}, workers=1).start()
+    finally:
+        private.stop()
+    server.stop()
+    assert server.process.returncode == 0
+    log = server.log_path.read_text()
+    assert "stopping while redis is unavailable" in log and "Traceback" not in log, log[-3000:]
 
 
 class PrivateMariaDB:

@@ -82,3 +82,44 @@ def test_jsonp_callbacks_accepted(value):
 @pytest.mark.parametrize("value", ["", "1cb", "a b", "alert(1)", "a;b", "x" * 65, "a[0]", "<script>"])
 def test_jsonp_callbacks_refused(value):
     assert error_of(L.parse_jsonp_callback, value) == (403, 1024)
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("text", [nested(32), '{"a":' * 31 + '{"b": "[[[[{{{{"}' + "}" * 31,
+                                  '["\\"' + "[" * 100 + '"]', '{"a": "\\\\"}'])
+def test_json_nested_up_to_32_levels_is_parsed_brackets_in_strings_not_counted(text):
+    assert L.parse_json("body", text) is not None
+
+
+@pytest.mark.parametrize("text", [
+    nested(33),
+    nested(100_000),  # far past Python's recursion limit: measured, never parsed
+    '{"a":' * 2000 + "1" + "}" * 2000,
+    "[" * 5000,
+    '["' + "[" * 5000,  # an unterminated string: its brackets count
+    '["\\\\", ' + nested(32) + "]",  # an escaped backslash ends its string: the brackets after it count
+])
+def test_json_nested_deeper_is_refused_before_parsing(text):
+    assert error_of(L.parse_json, "body", text) == (403, 1024)
+
+
+def test_a_json_object_naming_a_field_twice_is_refused_at_any_depth():
+    for text in ('{"a": 1, "a": 1}', '{"a": {"b": 1, "b": 2}}', '[{"a": 1, "a": 2}]'):
+        assert error_of(L.parse_json, "body", text) == (403, 1024)
+    assert L.parse_json("body", '[{"a": 1}, {"a": 2}]') == [{"a": 1}, {"a": 2}]
+
+
+def test_a_notification_nested_too_deep_or_naming_a_field_twice_is_refused():
+    assert L.parse_message(1, '{"extras": {"k": ' + nested(30) + "}}")[1] == "json"
+    for msg in ('{"extras": {"k": ' + nested(31) + "}}", '{"extras": {"k": ' + nested(2000) + "}}",
+                '{"title": "a", "title": "b"}'):
+        assert error_of(L.parse_message, 1, msg) == (403, 1024)
+
+
+@pytest.mark.parametrize("text", ['"\\ud800"', '{"a": ["\\udc00"]}', '{"\\ud800": 1}', '"\\ude00\\ud83d"'])
+def test_json_holding_an_escaped_lone_surrogate_is_refused(text):
+    assert error_of(L.parse_json, "body", text) == (403, 1024)
+    assert L.parse_json("body", '"\\ud83d\\ude00"') == "😀"  # a pair is one character

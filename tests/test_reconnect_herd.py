@@ -14,7 +14,6 @@ import time
 import uuid
 
 import pytest
-import requests
 
 from support import ROOT, Api, Background, Server, polls_parked, wait_for
 

@@ -10,6 +10,7 @@ duplicates) until a marker message pushed to it after the event arrives. Per-cli
 publish order puts everything queued before the marker ahead of it, so "nothing else
 arrived" needs no sleep. Counters may lag a moment and are read with a deadline.
 """
+import base64
 import hashlib
 import json
 import math
@@ -20,6 +21,7 @@ import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -27,7 +29,7 @@ from hipush import config as config_module
 from hipush.storage import db
 from hipush.storage.embedded import EmbeddedRedis
 from hipush.storage.store import Store
-from support import Api, Server, seed_sign, wait_for
+from support import Api, Server, post_chunked, seed_sign, wait_for
 
 BAD_PARAM = (403, 1024)
 NOT_FOUND = (404, 1026)
@@ -358,10 +360,51 @@ def test_a_json_body_is_signed_over_its_top_level_fields(api, rest, app_):
 
 def test_malformed_json_bodies_are_bad_parameters(api, rest, app_):
     auth = (app_["app_key"], app_["app_secret"])
-    for raw in (b"{not json", b'["a", "list"]', b'"text"', '{"msg": "\udcff"}'.encode("utf-8", "surrogatepass")):
+    for raw in (b"{not json", b'["a", "list"]', b'"text"', '{"msg": "\udcff"}'.encode("utf-8", "surrogatepass"),
+                # valid JSON, but an escaped lone surrogate is no UTF-8 text (it answered 500)
+                b'{"msg_type": 0, "msg": "\\ud800"}', b'{"msg_type": 0, "msg": "x", "\\udc00": "y"}',
+                b'{"msg_type": 1, "msg": "{\\"title\\": \\"\\\\ud800\\"}"}'):
         response = api.http.post(api.base + "/push/all", data=raw, auth=auth,
                                  headers={"Content-Type": "application/json"}, timeout=30)
         assert error_of(response) == BAD_PARAM, raw
+
+
+def test_json_bodies_nested_too_deep_or_naming_a_field_twice_are_bad_parameters(api, rest, app_):
+    """Refused before any other check (a body 1,000 deep answered 500, unauthenticated), and a repeated name is
+    refused at any depth, as a parameter given twice is (the last one won)."""
+    client = new_client(api, app_)
+    headers = {"Content-Type": "application/json"}
+    deep = '{"msg": ' + "[" * 1000 + "]" * 1000 + "}"
+    for path in PUSH_PATHS + QUERY_PATHS:
+        response = api.http.post(api.base + path, data=deep, headers=headers, timeout=30)
+        assert error_of(response) == BAD_PARAM, (path, response.text[:200])
+    cid = json.dumps(client["client_id"])
+    for raw in (deep,
+                f'{{"terminal_ids": {cid}, "msg_type": 0, "msg": "first", "msg": "second"}}',
+                f'{{"terminal_ids": {cid}, "msg_type": 1, "msg": {{"title": "first", "title": "second"}}}}'):
+        response = api.http.post(api.base + "/push/terminal", data=raw, headers=headers,
+                                 auth=(app_["app_key"], app_["app_secret"]), timeout=30)
+        assert error_of(response) == BAD_PARAM, raw[:80]
+    assert deliveries(api, rest, client) == []
+
+
+def test_a_chunked_body_over_64_kb_is_too_large_and_sends_nothing(api, rest, app_):
+    """Without a Content-Length, the body was cut at 64 KB and the push it began with was sent (200)."""
+    client = new_client(api, app_)
+    body = urlencode({"terminal_ids": client["client_id"], "msg_type": 0, "msg": "cut at 64 KB", "pad": ""})
+    basic = base64.b64encode(f"{app_['app_key']}:{app_['app_secret']}".encode()).decode()
+    status, answer = post_chunked(api.base, "/push/terminal", body.encode() + b"p" * (1024 * 1024),
+                                  {"Authorization": "Basic " + basic})
+    assert (status, answer["error_code"]) == TOO_LARGE, answer
+    assert deliveries(api, rest, client) == []
+
+
+def test_an_authorization_header_that_is_not_ascii_is_no_credentials(api, rest):
+    """401 like any undecodable Basic header (Werkzeug's base64 decoding raised on it: 500)."""
+    for header in (b"Basic \xff\xfe", "Basic é".encode("utf-8")):
+        response = api.http.post(api.base + "/push/all", data={"msg_type": 0, "msg": "x"},
+                                 headers={"Authorization": header}, timeout=30)
+        assert error_of(response) == AUTH_FAILED, header
 
 
 def auth_failures(app, other_app) -> dict:
@@ -503,6 +546,9 @@ def bad_message_cases(foreign) -> list:
         ({"msg_type": "1", "msg": '{"title": "t"'}, BAD_PARAM),
         ({"msg_type": "1", "msg": '{"extras": "not an object"}'}, BAD_PARAM),
         ({"msg_type": "1", "msg": '{"title": "t", "url": ["a"]}'}, BAD_PARAM),
+        ({"msg_type": "1", "msg": '{"title": "a", "title": "b"}'}, BAD_PARAM),
+        ({"msg_type": "1", "msg": '{"extras": {"k": {"a": 1, "a": 2}}}'}, BAD_PARAM),
+        ({"msg_type": "1", "msg": '{"extras": {"k": ' + "[" * 2000 + "]" * 2000 + "}}"}, BAD_PARAM),
         ({"expires_time": "0"}, BAD_PARAM),
         ({"expires_time": str(MAX_EXPIRES + 1)}, BAD_PARAM),
         ({"expires_time": "-5"}, BAD_PARAM),

@@ -4,6 +4,7 @@ Always on an embedded redis-server of their own; also on the machine's Redis whe
 is set, and on the session's local Redis Cluster under HIPUSH_TEST_REDIS_CLUSTER=1, where keys of many
 clients, rows and apps fall in different slots on different masters.
 """
+import contextlib
 import threading
 import time
 import uuid
@@ -104,11 +105,9 @@ def _blocked(seam, conn) -> bool:
 def test_counters_of_many_rows_reach_their_flush_exactly_once(seam):
     counters = CounterStore(seam)
     rows = [("push", 10_000_000 + i) for i in range(50)]
-    counters.add({row: {"sent": 2, "arrived": 1} for row in rows})
-    assert counters.read(*rows[0]) == (None, {}, {"sent": 2, "arrived": 1})
-    lock = counters.flush_lock()
-    assert lock.acquire()
-    try:
+    with _flushing_alone(counters):
+        counters.add({row: {"sent": 2, "arrived": 1} for row in rows})
+        assert counters.read(*rows[0]) == (None, {}, {"sent": 2, "arrived": 1})
         assert sorted(_take_dirty(counters, rows, 20)) == sorted(rows)
         claimed = counters.claim(rows)
         assert {(kind, row_id): deltas for kind, row_id, _, deltas in claimed} == \
@@ -117,6 +116,15 @@ def test_counters_of_many_rows_reach_their_flush_exactly_once(seam):
         assert token and pending == {"sent": 2, "arrived": 1} and live == {}
         counters.mark_applied(claimed)
         assert counters.claim(rows) == []
+
+
+@contextlib.contextmanager
+def _flushing_alone(counters):
+    """Holds the flush lock, so that the run's servers (sharing this Redis) take none of the test's rows."""
+    lock = counters.flush_lock()
+    wait_for(lock.acquire, timeout=70, message="the flush lock (a killed flusher holds it for at most 60 s)")
+    try:
+        yield
     finally:
         lock.release()
 
@@ -161,11 +169,12 @@ def test_guards_nodes_and_client_meta(seam):
     nonces = Nonces(seam)
     assert nonces.use("k", tag, 60) and not nonces.use("k", tag, 60)
     answers = IdempotentAnswers(seam)
-    assert answers.claim(1, tag, "in-progress", 60) and not answers.claim(1, tag, "x", 60)
-    answers.put(1, tag, "done", 60)
-    assert answers.get(1, tag) == b"done"
-    answers.drop(1, tag)
-    assert answers.get(1, tag) is None
+    assert answers.claim("rest", 1, tag, "in-progress", 60) and not answers.claim("rest", 1, tag, "x", 60)
+    assert answers.claim("legacy", 1, tag, "in-progress", 60)
+    answers.put("rest", 1, tag, "done", 60)
+    assert answers.get("rest", 1, tag) == b"done"
+    answers.drop("rest", 1, tag)
+    assert answers.get("rest", 1, tag) is None
     registry = NodeRegistry(seam)
     registry.beat(f"10.0.0.1:{tag[:4]}", 5_000, 0)
     assert f"10.0.0.1:{tag[:4]}" in registry.since(5_000)
@@ -203,8 +212,9 @@ def test_rows_marked_dirty_by_an_earlier_version_are_still_flushed(seam):
     """Before the dirty set was spread over shards, every row went to hp:cnt:dirty: an upgrade keeps them."""
     counters = CounterStore(seam)
     row = ("job", 50_000_000 + int(time.time() * 1000) % 1_000_000)
-    seam.commands.sadd(keys.COUNTERS_DIRTY_BEFORE_SHARDS, f"{row[0]}:{row[1]}")
-    assert _take_dirty(counters, [row], 1000) == [row]
+    with _flushing_alone(counters):
+        seam.commands.sadd(keys.COUNTERS_DIRTY_BEFORE_SHARDS, f"{row[0]}:{row[1]}")
+        assert _take_dirty(counters, [row], 1000) == [row]
 
 
 def _take_dirty(counters, rows, batch) -> list:

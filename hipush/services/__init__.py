@@ -72,6 +72,7 @@ class Services:
         self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
         self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl)
         self.scheduler = None
+        self.stopping = False
 
     def start_background(self) -> None:
         """Heartbeats, counter flushes, timed pushes, retention and the Redis' installation identity, on APScheduler."""
@@ -92,13 +93,20 @@ class Services:
             self.embedded.ensure_running(detach=True)
 
     def shutdown(self) -> None:
-        """The worker is stopping: leave the node registry and answer parked polls at once."""
+        """The worker is stopping: answer parked polls at once, refuse new ones, leave the node registry.
+        Once: Ctrl-C signals a worker twice (the terminal's SIGINT, then the master's SIGQUIT)."""
+        if self.stopping:
+            return
+        self.stopping = True
         if self.scheduler:
             self.scheduler.shutdown(wait=False)
         self.routes.stop()  # claims no more deliveries; the ones in hand finish or their leases run out
-        if "comet" in self.config.roles:
-            self.nodes.leave()  # the node's other workers re-register it within a heartbeat
-        self.comet.release_all()
+        try:
+            self.comet.release_all()  # refuses new polls even when Redis is down
+            if "comet" in self.config.roles:
+                self.nodes.leave()  # the node's other workers re-register it within a heartbeat
+        except redis_pools.ERRORS as exc:  # parked polls failed with it already (503); the registry entry expires
+            log.warning("stopping while redis is unavailable: %s", exc)
 
 
 def services() -> Services:

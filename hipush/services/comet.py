@@ -12,12 +12,15 @@ import itertools
 import threading
 import time
 
-from ..errors import auth_failed
+from ..errors import auth_failed, unavailable
 from ..storage import queues
 from ..storage.db import now_ms
 from ..storage.redis import CommandBatch
 
 BATCH = 100  # most messages handed out by one poll
+# seconds a client of a stopping worker waits before it polls again (elsewhere, or the restarted node): an answer
+# at once would bring it straight back, in a loop, until the worker's listener closes
+STOPPING_RETRY_AFTER = 1
 
 
 class AnswerHold:
@@ -62,7 +65,10 @@ class Comet:
 
     def poll(self, client_id: str, epoch: int, ack, timeout: int) -> dict:
         """{"app_id", "messages": [json text, ...], "missed": n} once messages wait or `timeout` seconds pass.
-        `epoch`: the token's (Clients.token_epoch); a revoked one is refused with 401 / 1028."""
+        `epoch`: the token's (Clients.token_epoch); a revoked one is refused with 401 / 1028.
+        A stopping worker refuses it with 503 / 1031 and Retry-After."""
+        if self.stopping:
+            raise unavailable("this node is stopping, poll again shortly", retry_after=STOPPING_RETRY_AFTER)
         # Yield once first: answers already due in this worker (a broadcast's) go out before the polls
         # their clients send next.
         time.sleep(0)
@@ -76,7 +82,8 @@ class Comet:
             conn.release()
 
     def release_all(self) -> None:
-        """Worker shutdown: every parked poll answers (empty) now instead of at its timeout."""
+        """Worker shutdown: every parked poll answers (empty) now instead of at its timeout; later polls are
+        refused."""
         self.stopping = True
         for poller in list(self.parked):
             self.queue_ops.unblock(poller)

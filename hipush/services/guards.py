@@ -25,24 +25,27 @@ class RateLimiter:
 
 
 class Idempotency:
-    """A publish repeated with the same key within 24 hours answers as the first did and sends nothing."""
+    """A publish repeated with the same key within 24 hours answers as the first did and sends nothing.
+
+    `api` names the family of calls a key belongs to: the legacy and REST APIs answer in different
+    envelopes, so the same key used on both is two different calls."""
 
     def __init__(self, answers):
         self.answers = answers
 
-    def begin(self, app_id, key: str):
+    def begin(self, api: str, app_id, key: str):
         """None when this call goes ahead; else (http status, body) of the first call."""
-        if self.answers.claim(app_id, key, IN_PROGRESS, IDEMPOTENCY_TTL):
+        if self.answers.claim(api, app_id, key, IN_PROGRESS, IDEMPOTENCY_TTL):
             return None
-        stored = self.answers.get(app_id, key)
+        stored = self.answers.get(api, app_id, key)
         if stored is None or stored.decode() == IN_PROGRESS:
             raise rate_limited("a call with this idempotency_key is still in progress", 1)
         answer = json.loads(stored)
         return answer["status"], answer["body"]
 
-    def finish(self, app_id, key: str, status: int, body: str) -> None:
-        self.answers.put(app_id, key, json.dumps({"status": status, "body": body}), IDEMPOTENCY_TTL)
+    def finish(self, api: str, app_id, key: str, status: int, body: str) -> None:
+        self.answers.put(api, app_id, key, json.dumps({"status": status, "body": body}), IDEMPOTENCY_TTL)
 
-    def abandon(self, app_id, key: str) -> None:
+    def abandon(self, api: str, app_id, key: str) -> None:
         """The first call failed: a retry with the same key may go ahead."""
-        self.answers.drop(app_id, key)
+        self.answers.drop(api, app_id, key)

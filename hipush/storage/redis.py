@@ -16,6 +16,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 from redis.crc import key_slot
 
+ERRORS = (redis.RedisError, exceptions.RedisClusterException)  # anything that Redis or the cluster client raises
 # Redis, or the shard a key lives on, cannot answer now (down, failing over, slots moving): 503 / 1031.
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, exceptions.ClusterError, exceptions.AskError,
                exceptions.TryAgainError, exceptions.ReadOnlyError, exceptions.SlotNotCoveredError)

@@ -59,4 +59,5 @@ def init_app(app) -> None:
         response = legacy_error(error)
         if request.path.startswith(CLIENT_PATHS):
             allow_any_origin(response)  # so a page on another origin can tell a 401 from a network failure
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After"  # and how long a 503 / 429 asks to wait
         return response

@@ -18,21 +18,22 @@ def limit_client_ip() -> None:
 
 
 def idempotent(app: dict, params, call) -> Response:
-    """Runs call() once per idempotency_key (when given); a repeat gets the first answer again."""
+    """Runs call() once per idempotency_key (when given); a repeat gets the first answer again.
+    Keys are kept per API (the call's blueprint: legacy admin or REST), whose answers differ."""
     key = params.get("idempotency_key")
     if key is None:
         return call()
     L.check_length("idempotency_key", key, 64)
     L.require("idempotency_key", key)
-    store = services().idempotency
-    first = store.begin(app["id"], key)
+    store, api = services().idempotency, request.blueprint
+    first = store.begin(api, app["id"], key)
     if first is not None:
         status, body = first
         return Response(body, status, mimetype="application/json", headers={"X-Content-Type-Options": "nosniff"})
     try:
         response = call()
     except Exception:
-        store.abandon(app["id"], key)
+        store.abandon(api, app["id"], key)
         raise
-    store.finish(app["id"], key, response.status_code, response.get_data(as_text=True))
+    store.finish(api, app["id"], key, response.status_code, response.get_data(as_text=True))
     return response

@@ -5,17 +5,23 @@ pair, non-strings as their compact JSON text, as SPEC §4 signs them). Values
 must be UTF-8; a name that should appear once but appears twice is refused
 rather than silently picking one.
 
+A body over the size cap is refused (413) whatever its framing: Werkzeug checks a
+Content-Length, but reads a chunked body only up to the cap, so one byte more is
+read to tell a longer body from one exactly at the cap.
+
 The body is read within HIPUSH_READ_TIMEOUT seconds, so a client that stalls or
 trickles mid-body cannot hold its connection and greenlet: it is answered 408
 and disconnected, having changed nothing. (The request line and headers are
 bounded by gunicorn, see gunicorn.conf.py.)
 """
-import json
 from urllib.parse import unquote_to_bytes
 
 import gevent
 from flask import current_app, request
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import limits as L
 from ..errors import bad_param, request_timeout, too_large
 from ..signing import json_value_text
 
@@ -63,12 +69,27 @@ class _BodyTimeout(Exception):
     gunicorn marks the body failed and closes the connection after the answer instead of draining it."""
 
 
-def _body(seconds: int) -> bytes:
+def _body(max_bytes: int, seconds: int) -> bytes:
+    request.max_content_length = max_bytes + 1
     try:
         with gevent.Timeout(seconds, _BodyTimeout):
-            return request.get_data(cache=True)
+            body = request.get_data(cache=True)
     except _BodyTimeout:
         raise request_timeout(f"the request body did not arrive within {seconds} s") from None
+    except ParseException as exc:  # a malformed chunk or trailer: gunicorn closes the connection after the answer
+        raise bad_param(f"the request body is malformed: {exc}") from None
+    if len(body) > max_bytes:
+        raise RequestEntityTooLarge()
+    return body
+
+
+def request_authorization():
+    """request.authorization, but a Basic header whose base64 is not ASCII is no credentials, as Werkzeug
+    takes every other undecodable one (it raises ValueError on that one alone)."""
+    try:
+        return request.authorization
+    except ValueError:
+        return None
 
 
 def request_params() -> Params:
@@ -78,17 +99,18 @@ def request_params() -> Params:
         raise too_large(f"query string is longer than {limits.query_string_bytes} bytes")
     pairs = _decode(request.query_string)
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        pairs += _decode(_body(config.read_timeout))
+        pairs += _decode(_body(limits.body_bytes, config.read_timeout))
     elif request.method == "POST" and request.mimetype == "application/json":
-        pairs += _json_pairs(_body(config.read_timeout))
+        pairs += _json_pairs(_body(limits.body_bytes, config.read_timeout))
     return Params(pairs)
 
 
 def _json_pairs(raw: bytes) -> list:
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
         raise bad_param("the body is not valid UTF-8 JSON") from None
+    body = L.parse_json("the body", text)
     if not isinstance(body, dict):
         raise bad_param("the JSON body must be an object")
     return [(name, json_value_text(value)) for name, value in body.items()]

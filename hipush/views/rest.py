@@ -15,7 +15,7 @@ from ..errors import auth_failed, bad_param, not_found
 from ..services import services
 from ..services.publish import STATUS_WAITING
 from ..storage.db import now_ms
-from .params import request_params
+from .params import request_authorization, request_params
 from .guards import idempotent, limit_app
 from .render import after_answer, answer, to_json
 from .web import terminal_fields
@@ -35,7 +35,7 @@ def authenticated(limit=None):
     """(params, app) of a REST call: HTTP Basic app_key:app_secret, else a signed request.
     limit: "publish" or "subscribe" applies that rate limit."""
     params = request_params()
-    basic = request.authorization
+    basic = request_authorization()
     if basic is not None and basic.type == "basic":
         _refuse_other_credentials(params, basic.username)
         app = services().apps.require(basic.username)
