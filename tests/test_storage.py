@@ -29,8 +29,9 @@ BACKENDS = ["embedded", *(["redis"] if TEST_REDIS_URL else []), *(["cluster"] if
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def seam(request, tmp_path_factory, local_cluster):
-    """RedisPools (storage/redis.py) on one backend, as a server makes them."""
+def seam(request, tmp_path_factory, local_cluster, redis_client):
+    """RedisPools (storage/redis.py) on one backend, as a server makes them. (redis_client: the run's Redis
+    belongs to the run's database before these tests write to it, or its servers would refuse it.)"""
     embedded = None
     if request.param == "embedded":
         embedded = EmbeddedRedis(tmp_path_factory.mktemp("seam", numbered=True))
