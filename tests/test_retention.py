@@ -113,7 +113,8 @@ def test_the_periodic_job_purges_on_a_running_node(backend_env, store, api, serv
     private_redis.start()
     node = None
     try:
-        node = Server({**backend_env, "HIPUSH_REDIS_URL": private_redis.url, "HIPUSH_RETENTION_DAYS": "1"}).start()
+        env = {name: value for name, value in backend_env.items() if name != "HIPUSH_REDIS_CLUSTER_NODES"}
+        node = Server({**env, "HIPUSH_REDIS_URL": private_redis.url, "HIPUSH_RETENTION_DAYS": "1"}).start()
         wait_for(lambda: msg_status(api, app, old["message_id"])[0] == 404, timeout=60, interval=0.5,
                  message="the old push purged")
         assert msg_status(api, app, young["message_id"])[0] == 200
