@@ -5,6 +5,7 @@ is set, and on the session's local Redis Cluster under HIPUSH_TEST_REDIS_CLUSTER
 clients, rows and apps fall in different slots on different masters.
 """
 import contextlib
+import random
 import threading
 import time
 import uuid
@@ -25,6 +26,8 @@ from hipush.storage.routes import DeliveryQueue
 from support import wait_for
 
 LATER = int(time.time() * 1000) + 3_600_000
+# ids of rows, apps and pushes no other run used: a Redis the run shares may hold an earlier run's keys
+RUN = random.randrange(10**9, 2 * 10**9)
 BACKENDS = ["embedded", *(["redis"] if TEST_REDIS_URL else []), *(["cluster"] if TEST_REDIS_CLUSTER else [])]
 
 
@@ -105,7 +108,7 @@ def _blocked(seam, conn) -> bool:
 
 def test_counters_of_many_rows_reach_their_flush_exactly_once(seam):
     counters = CounterStore(seam)
-    rows = [("push", 10_000_000 + i) for i in range(50)]
+    rows = [("push", RUN + i) for i in range(50)]
     with _flushing_alone(counters):
         counters.add({row: {"sent": 2, "arrived": 1} for row in rows})
         assert counters.read(*rows[0]) == (None, {}, {"sent": 2, "arrived": 1})
@@ -132,7 +135,7 @@ def _flushing_alone(counters):
 
 def test_broadcast_marks_of_many_apps(seam):
     marks = BroadcastMarks(seam)
-    apps = [20_000_000 + i for i in range(30)]
+    apps = [RUN + i for i in range(30)]
     for app_id in apps[::2]:
         assert marks.set_if_free(app_id, "t", 30_000)
     assert not marks.set_if_free(apps[0], "u", 30_000)
@@ -151,14 +154,14 @@ def test_route_jobs_of_many_pushes(seam):
     queue = DeliveryQueue(seam)
     terminal_type = f"t{uuid.uuid4().hex[:8]}"
     now = int(time.time() * 1000)
-    for push_id in (30_000_001, 30_000_002):
+    first, second, gone = RUN + 1, RUN + 2, RUN + 3
+    for push_id in (first, second):
         jobs = {terminal_type: [(f"{push_id}:c{i}", {"p": push_id, "i": i}) for i in range(3)]}
         assert queue.add(push_id, LATER, f'{{"id":{push_id}}}', jobs, now) == 3
-    assert queue.add(30_000_001, LATER, '{"id":30000001}', {terminal_type: [("30000001:c0", {})]}, now) == 0
+    assert queue.add(first, LATER, f'{{"id":{first}}}', {terminal_type: [(f"{first}:c0", {})]}, now) == 0
     claimed = queue.claim(terminal_type, 10, now, 60_000)
     assert len(claimed) == 6 and queue.pending(terminal_type) == 6
-    assert queue.bodies([30_000_001, 30_000_002, 30_000_003]) == {
-        30_000_001: {"id": 30_000_001}, 30_000_002: {"id": 30_000_002}, 30_000_003: None}
+    assert queue.bodies([first, second, gone]) == {first: {"id": first}, second: {"id": second}, gone: None}
     assert all(queue.finish(job) for job in claimed)
     assert queue.pending(terminal_type) == 0
 
@@ -186,8 +189,8 @@ def test_guards_nodes_and_client_meta(seam):
     meta.cache(tag, 5, 2)  # never lowers a cached epoch
     assert meta.get(tag) == {"app_id": 5, "epoch": 3}
     geo = GeoIndex(seam)
-    geo.add(40_000_000, tag, 48.85, 2.35)
-    assert geo.near(40_000_000, 48.851, 2.351, 1000) == [tag]
+    geo.add(RUN, tag, 48.85, 2.35)
+    assert geo.near(RUN, 48.851, 2.351, 1000) == [tag]
 
 
 @pytest.mark.parametrize("env, complaint", [
@@ -212,7 +215,7 @@ def test_cluster_settings_take_the_password_and_tls_from_the_redis_url(tmp_path)
 def test_rows_marked_dirty_by_an_earlier_version_are_still_flushed(seam):
     """Before the dirty set was spread over shards, every row went to hp:cnt:dirty: an upgrade keeps them."""
     counters = CounterStore(seam)
-    row = ("job", 50_000_000 + int(time.time() * 1000) % 1_000_000)
+    row = ("job", RUN + 100)
     with _flushing_alone(counters):
         seam.commands.sadd(keys.COUNTERS_DIRTY_BEFORE_SHARDS, f"{row[0]}:{row[1]}")
         assert _take_dirty(counters, [row], 1000) == [row]
@@ -239,4 +242,4 @@ def test_scripts_a_server_lost_are_loaded_again_where_they_run(seam):
     at = ops.enqueue(pipe, clients, queues.entry(1, 7, LATER, "{}"), False)
     assert ops.enqueued(pipe.execute(), at) == [[]] * len(clients)
     seam.commands.script_flush()
-    assert counters.read("push", 60_000_000) == (None, {}, {})
+    assert counters.read("push", RUN + 200) == (None, {}, {})
