@@ -121,13 +121,14 @@ def test_counts_that_cancel_out_never_stall_the_flush(server, api, app_, store, 
     of all zeros, which once made an UPDATE with no assignments that failed every flush from then on."""
     client = api.register(app_, "never-polled")
     cancelled = _push_rest(api, store, app_, client, online="true")
+    # generous deadlines: a worker an earlier test killed may hold the flush lock until it expires
     wait_for(lambda: redis_client.hget(keys.counter_keys("push", cancelled)[1], "applied") == b"1",
-             message="the zero row flushed")
+             timeout=45, message="the zero row flushed")
     job = api.new_job(app_)
     api.send(app_, job, client, "legacy")
     pushed = _push_rest(api, store, app_, client)
     assert len(api.receive(client, 2)) == 2  # acknowledged: arrived
     # the SQL rows themselves, not the API (which adds what Redis still holds)
     wait_for(lambda: _sql_counts(store, "job", job) == (1, 1) and _sql_counts(store, "push", pushed) == (1, 1),
-             message="the counts in SQL")
+             timeout=45, message="the counts in SQL")
     assert _sql_counts(store, "push", cancelled) == (0, 0)

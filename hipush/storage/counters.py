@@ -16,6 +16,9 @@ import zlib
 from . import keys
 
 COUNTER_FIELDS = ("sent", "arrived", "expired", "failed")
+# A flush works 0.5 s at most (Stats.flush); a worker killed while holding the lock holds every node's flushes
+# back until it expires. Two flushers at once would still count each row once (claims carry their token).
+FLUSH_LOCK_SECONDS = 10
 
 # KEYS live pending; ARGV token ttl_s
 _CLAIM = """
@@ -127,7 +130,7 @@ class CounterStore:
 
     def flush_lock(self):
         """The lock one flusher at a time holds (a redis-py Lock: acquire(), release())."""
-        return self.commands.lock(keys.FLUSH_LOCK, timeout=60, blocking=False)
+        return self.commands.lock(keys.FLUSH_LOCK, timeout=FLUSH_LOCK_SECONDS, blocking=False)
 
     def claim(self, rows) -> list:
         """(kind, id, token, deltas) to apply to SQL for each (kind, id) with unflushed counts; one round trip."""
