@@ -1,4 +1,5 @@
-# hipush — `make run` starts a server on the embedded default, `make test` runs the whole suite.
+# hipush — `make run` starts a server on the embedded default, `make test` runs the whole suite, then its
+# Redis-facing part again on a local Redis Cluster.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,13 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt $(KIT_FILES) | md5sum |
 EXTERNAL_REDIS ?= redis://127.0.0.1:6379/9
 EXTERNAL_DATABASE ?= mysql+pymysql://root@127.0.0.1:3306/test
 
-.PHONY: install browser faketime run test test-external clean dist
+# The cluster pass of `make test`: the Redis-facing suite and the end-to-end delivery, no-loss and timer tests
+# on a local Redis Cluster the tests start themselves (bench/cluster.py: 3 masters, 3 replicas).
+CLUSTER_TESTS ?= tests/test_storage.py tests/test_queue.py tests/test_stats.py tests/test_properties.py \
+	tests/test_comet.py tests/test_delivery_faults.py tests/test_timer_claims.py tests/test_guards.py \
+	tests/test_terminals.py tests/test_walkthrough.py tests/test_cluster.py tests/test_retention.py
+
+.PHONY: install browser faketime redis-server run test test-cluster test-external clean dist
 
 $(STAMP): requirements.txt $(KIT_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +34,10 @@ browser:
 faketime:
 	test -x /usr/bin/faketime || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q faketime)
 
+# the local Redis Cluster of the cluster tests runs Debian's redis-server (the embedded one has no cluster mode)
+redis-server:
+	test -x /usr/bin/redis-server || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server)
+
 run: install
 	@echo "hipush starts on http://$${HIPUSH_BIND:-127.0.0.1:8080} (data in $${HIPUSH_DATA_DIR:-./var})."
 	@echo "In another terminal, register an app and follow README.md 'Try it':"
@@ -34,11 +45,15 @@ run: install
 	@echo
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: install browser faketime
+test: install browser faketime redis-server
 	$(BIN)/python -m pytest -q
+	HIPUSH_TEST_REDIS_CLUSTER=1 $(BIN)/python -m pytest -q $(CLUSTER_TESTS)
 
-test-external: install browser faketime
-	HIPUSH_TEST_REDIS_URL=$(EXTERNAL_REDIS) HIPUSH_TEST_DATABASE_URL=$(EXTERNAL_DATABASE) $(BIN)/python -m pytest -q
+test-cluster: install redis-server
+	HIPUSH_TEST_REDIS_CLUSTER=1 $(BIN)/python -m pytest -q $(CLUSTER_TESTS)
+
+test-external: install browser faketime redis-server
+	HIPUSH_TEST_REDIS_URL=$(EXTERNAL_REDIS) HIPUSH_TEST_DATABASE_URL=$(EXTERNAL_DATABASE) $(MAKE) test
 
 clean:
 	rm -rf $(VENV) var .pytest_cache dist

@@ -19,7 +19,7 @@ def _store(settings):
 def _apps():
     from hipush.services.apps import Apps
 
-    return Apps(_store(config_module.load()), commands=None)
+    return Apps(_store(config_module.load()), nonces=None)
 
 
 def _reset_redis(args) -> int:
@@ -27,6 +27,7 @@ def _reset_redis(args) -> int:
     Redis to this node's database."""
     import redis
 
+    from hipush.storage import redis as redis_pools
     from hipush.storage.embedded import EmbeddedRedis
     from hipush.storage.installation import Installation
 
@@ -36,8 +37,8 @@ def _reset_redis(args) -> int:
     if embedded and not embedded.alive():
         embedded.ensure_running(detach=False)  # the node is stopped: its redis-server runs just for this
     try:
-        installation = Installation(redis.Redis.from_url(settings.effective_redis_url, socket_timeout=10), store,
-                                    settings.effective_redis_url, settings.database_url)
+        pools = redis_pools.connect(settings.effective_redis_url, settings.redis_cluster_nodes, 1, 0)
+        installation = Installation(pools.commands, store, settings.redis_location, settings.database_url)
         held = installation.held()
         print(f"Redis {installation.redis_url} belongs to {f'installation {held}' if held else 'no installation'}; "
               f"database {installation.database_url} is installation {installation.identity}.")
@@ -45,7 +46,7 @@ def _reset_redis(args) -> int:
             print("nothing deleted", file=sys.stderr)
             return 1
         deleted = installation.reset()
-    except redis.RedisError as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
         print(f"error: Redis: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -49,7 +49,8 @@ def on_starting(server):
         on_exit(server)
         raise RuntimeError(check.stderr.strip())
     sys.stderr.write(check.stderr)  # its log: an adopted Redis, messages lost with a Redis that was emptied
-    redis_at = config.redis_url.split("@")[-1] if config.redis_url else f"embedded at {config.embedded_redis_socket}"
+    redis_at = config.redis_location.split("@")[-1] if not config.embedded_redis \
+        else f"embedded at {config.embedded_redis_socket}"
     server.log.info("hipush: redis %s, public address %s, data dir %s", redis_at, config.public_addr, config.data_dir)
 
 

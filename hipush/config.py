@@ -14,13 +14,18 @@ class ConfigError(ValueError):
 
 
 def _int(env, name, default, lo, hi):
+    return _number(env, name, default, lo, hi, int)
+
+
+def _number(env, name, default, lo, hi, kind=float):
+    """A setting within [lo, hi]; kind float also takes decimals ("0.5")."""
     raw = env.get(name, "")
     if raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
@@ -85,7 +90,7 @@ class RouteSettings:
 @dataclass(frozen=True)
 class Config:
     database_url: str
-    redis_url: str  # empty = the embedded redis-server in data_dir
+    redis_url: str  # empty = the embedded redis-server in data_dir (unless redis_cluster_nodes is set)
     bind: str
     public_addr: str
     secret_key: str
@@ -101,24 +106,35 @@ class Config:
     max_expires: int = 10 * 86400
     token_lifetime: int = 7 * 86400
     max_parked_polls: int = 9000
-    node_heartbeat: float = 5.0
-    node_ttl: float = 15.0
+    node_heartbeat: float = 1.0  # seconds between a worker's heartbeats
+    node_ttl: float = 5.0  # seconds after its last heartbeat a node is no longer handed out
+    retention_days: float = 30.0  # pushes and messages whose delivery is over are deleted after this
     publish_rate: int = 1000  # per app per second, unless the app has its own (0: unlimited)
     subscribe_rate: int = 1000
     client_ip_rate: int = 2000  # /user/* calls per client IP per 10 seconds (0: unlimited)
     read_timeout: int = 10  # seconds to read a request body; its headers get min(2, this) (gunicorn.conf.py)
     background: bool = True  # heartbeats and counter flushes; off for in-process unit tests
+    # "host:port,...": seed nodes of a Redis Cluster; user, password and TLS then come from redis_url
+    redis_cluster_nodes: str = ""
 
     @property
     def embedded_redis(self) -> bool:
-        return not self.redis_url
+        return not self.redis_url and not self.redis_cluster_nodes
 
     @property
     def embedded_redis_socket(self) -> Path:
         return self.data_dir / "redis.sock"
 
     @property
+    def redis_location(self) -> str:
+        """Where the Redis is, for messages (a URL may hold a password: Installation hides it)."""
+        return f"cluster {self.redis_cluster_nodes}" if self.redis_cluster_nodes else self.effective_redis_url
+
+    @property
     def effective_redis_url(self) -> str:
+        """On a cluster: the URL its user, password and TLS come from (may be empty)."""
+        if self.redis_cluster_nodes:
+            return self.redis_url
         return self.redis_url or f"unix://{self.embedded_redis_socket}"
 
 
@@ -161,6 +177,33 @@ def _route_settings(env) -> RouteSettings:
     )
 
 
+def _cluster_nodes(env) -> str:
+    """HIPUSH_REDIS_CLUSTER_NODES: seed nodes as host:port[,host:port...]; HIPUSH_REDIS_URL, when also set,
+    gives only the user, password and scheme (rediss:// for TLS), so it must name no database but 0."""
+    nodes = [n.strip() for n in env.get("HIPUSH_REDIS_CLUSTER_NODES", "").split(",") if n.strip()]
+    for node in nodes:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"HIPUSH_REDIS_CLUSTER_NODES must be host:port[,host:port...], got {node!r}")
+    url = env.get("HIPUSH_REDIS_URL", "")
+    if nodes and url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss") or parts.path.strip("/") not in ("", "0"):
+            raise ConfigError("with HIPUSH_REDIS_CLUSTER_NODES, HIPUSH_REDIS_URL (its user, password and TLS) "
+                              f"must be a redis:// or rediss:// URL of database 0, got {url!r}")
+    return ",".join(nodes)
+
+
+def _node_timing(env) -> dict:
+    """HIPUSH_NODE_HEARTBEAT and HIPUSH_NODE_TTL: a node must be able to miss a heartbeat and stay live."""
+    heartbeat = _number(env, "HIPUSH_NODE_HEARTBEAT", 1.0, 0.1, 60)
+    ttl = _number(env, "HIPUSH_NODE_TTL", 5.0, 0.2, 3600)
+    if ttl < 2 * heartbeat:
+        raise ConfigError(f"HIPUSH_NODE_TTL ({ttl:g} s) must be at least twice "
+                          f"HIPUSH_NODE_HEARTBEAT ({heartbeat:g} s)")
+    return {"node_heartbeat": heartbeat, "node_ttl": ttl}
+
+
 def load(environ=None, **overrides) -> Config:
     env = dict(os.environ if environ is None else environ)
     _load_dotenv(Path(env.get("HIPUSH_ENV_FILE", ".env")), env)
@@ -198,6 +241,9 @@ def load(environ=None, **overrides) -> Config:
         subscribe_rate=_int(env, "HIPUSH_SUBSCRIBE_RATE", 1000, 0, 10**9),
         client_ip_rate=_int(env, "HIPUSH_CLIENT_IP_RATE", 2000, 0, 10**9),
         read_timeout=_int(env, "HIPUSH_READ_TIMEOUT", 10, 1, 3600),
+        **_node_timing(env),
+        retention_days=_number(env, "HIPUSH_RETENTION_DAYS", 30.0, 0, 36500),
+        redis_cluster_nodes=_cluster_nodes(env),
     )
     values.update(overrides)
     return Config(**values)

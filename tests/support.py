@@ -11,9 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 import requests
+from redis.cluster import RedisCluster
 
 from bench.systems import wait_until
+from hipush.storage.embedded import _redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -72,31 +75,41 @@ def client_key(client_id: str, part: str) -> str:
 
 
 def _blocked_connections(redis_client) -> set:
-    return {c["id"] for c in redis_client.client_list() if "b" in c["flags"]}
+    """(node, connection id) of the connections waiting on a blocking command; node "" on one server."""
+    if isinstance(redis_client, RedisCluster):
+        lists = redis_client.client_list(target_nodes=RedisCluster.PRIMARIES)
+        return {(node, str(c["id"])) for node, clients in lists.items() for c in clients if "b" in c["flags"]}
+    return {("", str(c["id"])) for c in redis_client.client_list() if "b" in c["flags"]}
+
+
+def _poller_connection(poller: bytes) -> tuple:
+    """(node, connection id) a poller id ("redis connection id:serial", then "@host:port" on a cluster) names."""
+    connection, _, node = poller.decode().partition("@")
+    connection_id = connection.split(":")[0]
+    assert connection_id.isdigit(), f"the poller {poller!r} names no Redis connection: no newer poll could unblock it"
+    return node, connection_id
 
 
 def poll_parked(redis_client, client_id: str) -> bool:
-    """True when a poll of this client is parked: its poller key ("redis connection id:nonce") names a
-    connection that CLIENT LIST shows waiting on a blocking command."""
+    """True when a poll of this client is parked: its poller key names a connection that CLIENT LIST
+    shows waiting on a blocking command."""
     poller = redis_client.get(client_key(client_id, "poller"))
-    if not poller:
-        return False
-    connection_id = poller.split(b":")[0].decode()
-    assert connection_id.isdigit(), f"the poller {poller!r} names no Redis connection: no newer poll could unblock it"
-    return connection_id in _blocked_connections(redis_client)
+    return bool(poller) and _poller_connection(poller) in _blocked_connections(redis_client)
 
 
 def polls_parked(redis_client, client_ids) -> int:
     """How many of these clients have a poll parked (as poll_parked tells), by one MGET and one CLIENT LIST."""
-    pollers = redis_client.mget([client_key(client_id, "poller") for client_id in client_ids])
+    names = [client_key(client_id, "poller") for client_id in client_ids]
+    pollers = redis_client.mget_nonatomic(names) if isinstance(redis_client, RedisCluster) else redis_client.mget(names)
     blocked = _blocked_connections(redis_client)
-    return sum(1 for poller in pollers if poller and poller.split(b":")[0].decode() in blocked)
+    return sum(1 for poller in pollers if poller and _poller_connection(poller) in blocked)
 
 
-def park_poll(base: str, redis_client, client: dict, timeout: int = 20, **params) -> Background:
+def park_poll(base: str, redis_client, client: dict, timeout: int = 20, raw: bool = False, **params) -> Background:
     """Starts a long poll in a thread (own HTTP session) and returns once it is parked in Redis
-    (timeout=None: the server's default)."""
-    poll = Background(Api(base).poll, client, timeout=timeout, **params)
+    (timeout=None: the server's default). Its result: the messages, or (raw) the HTTP answer."""
+    api = Api(base)
+    poll = Background(api.poll_response if raw else api.poll, client, timeout=timeout, **params)
     wait_for(lambda: poll_parked(redis_client, client["client_id"]) or poll.finished,
              message=f"the poll of {client['client_id']} to park")
     assert not poll.finished, f"the poll answered instead of parking: {poll.result(1)}"
@@ -267,12 +280,20 @@ class Api:
 
     def poll(self, client, ack=None, timeout=0, **extra):
         """timeout=None leaves the parameter out (the server's default applies)."""
+        response = self.poll_response(client, ack, timeout, **extra)
+        assert response.status_code == 200, ("/comet/poll", response.status_code, response.text)
+        body = response.json()
+        assert body["ok"] is True
+        return body["result"]["messages"]
+
+    def poll_response(self, client, ack=None, timeout=0, **extra):
+        """The HTTP answer of a poll, whatever it is."""
         params = {"client_id": client["client_id"], "token": client["token"], **extra}
         if timeout is not None:
             params["timeout"] = timeout
         if ack is not None:
             params["ack"] = ack
-        return self.ok("/comet/poll", params)["messages"]
+        return self.call("/comet/poll", params)
 
     def new_job(self, app, name="job", job_type="t") -> int:
         return self.ok("/job/genId", {"name": name, "type": job_type}, app)["job_id"]
@@ -298,3 +319,81 @@ class Api:
         if ack is not None:
             self.poll(client, ack=ack, timeout=0)
         return ordered
+
+
+class PrivateRedis:
+    """A redis-server of our own on a TCP port, to stop and start under a running hipush."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen([_redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                                         "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run([_redis_server_binary().replace("redis-server", "redis-cli"), "-p",
+                                         str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG",
+                 message="private redis")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+
+    def client(self):
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+
+class Relay:
+    """A TCP relay on a port of its own to `target_port` on this host, which a test cuts (every connection
+    through it dropped, new ones refused: a network partition) and mends again."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = free_port()
+        self.listener = None
+        self.connections = []
+        self.lock = threading.Lock()
+
+    def mend(self):
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener):
+        while True:
+            try:
+                near, _ = listener.accept()
+                far = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                return  # cut
+            with self.lock:
+                self.connections += [near, far]
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            _drop(end)
+
+    def cut(self):
+        _drop(self.listener)
+        with self.lock:
+            for connection in self.connections:
+                _drop(connection)
+            self.connections = []
+
+
+def _drop(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on it
+    except OSError:
+        pass
+    sock.close()
+

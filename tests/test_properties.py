@@ -10,7 +10,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from hipush import limits, signing
 from hipush.errors import ApiError
 from hipush.storage import queues
-from hipush.storage.redis import ScriptPipeline
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8)
 values = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
@@ -61,18 +60,18 @@ class QueueAckMachine(RuleBasedStateMachine):
     """Publish, poll with or without acks, lose answers (client gone, worker killed): the client
     still sees every message, in publish order, and after acks nothing is left."""
 
-    redis = None
+    pools = None
 
     @initialize()
     def start(self):
-        self.ops = queues.Queues(self.redis, queue_length=10_000)
+        self.ops = queues.Queues(self.pools, queue_length=10_000)
         self.client_id = uuid.uuid4().hex
         self.ids = itertools.count(1)
         self.published, self.acked = [], 0
         self.seen_batch = []
 
     def _poll(self, ack, limit):
-        step = self.ops.begin_poll(self.redis, self.client_id, "p", ack, int(time.time() * 1000), limit, 60_000, 1000)
+        step = self.ops.begin_poll(self.pools.commands, self.client_id, "p", ack, int(time.time() * 1000), limit, 60_000, 1000)
         batch = [int(queues.message_json(e)) for e in step.entries]
         if ack is not None and int(ack) in self.published[self.acked:]:
             self.acked = self.published.index(int(ack)) + 1
@@ -82,7 +81,7 @@ class QueueAckMachine(RuleBasedStateMachine):
 
     @rule(count=st.integers(1, 4))
     def publish(self, count):
-        pipe = ScriptPipeline(self.redis)
+        pipe = self.pools.pipeline()
         for _ in range(count):
             delivery = next(self.ids)
             self.ops.enqueue(pipe, [self.client_id], queues.entry(delivery, 1, 2**60, str(delivery)), False)
@@ -120,8 +119,8 @@ class QueueAckMachine(RuleBasedStateMachine):
         assert self.acked == len(self.published)
 
 
-def test_queue_ack_state_machine(redis_client):
-    QueueAckMachine.redis = redis_client
+def test_queue_ack_state_machine(pools):
+    QueueAckMachine.pools = pools
     machine = QueueAckMachine.TestCase
     machine.settings = settings(max_examples=40, stateful_step_count=25, deadline=None,
                                 suppress_health_check=list(HealthCheck))

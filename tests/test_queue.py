@@ -5,15 +5,14 @@ import uuid
 import pytest
 
 from hipush.storage import keys, queues
-from hipush.storage.redis import HeldConnection, ScriptPipeline
 
 NOW = int(time.time() * 1000)
 LATER = NOW + 3_600_000
 
 
 @pytest.fixture
-def ops(redis_client):
-    return queues.Queues(redis_client, queue_length=5)
+def ops(pools):
+    return queues.Queues(pools, queue_length=5)
 
 
 @pytest.fixture
@@ -22,9 +21,9 @@ def client_id():
 
 
 def publish(ops, redis_client, client_id, delivery_id, expires=LATER, online_only=False, job=7):
-    pipe = ScriptPipeline(redis_client)
-    ops.enqueue(pipe, [client_id], queues.entry(delivery_id, job, expires, f'{{"id":{delivery_id}}}'), online_only)
-    return ops.enqueued(pipe.execute()[0])[0]
+    pipe = ops.pools.pipeline()
+    at = ops.enqueue(pipe, [client_id], queues.entry(delivery_id, job, expires, f'{{"id":{delivery_id}}}'), online_only)
+    return ops.enqueued(pipe.execute(), at)[0]
 
 
 def begin(ops, redis_client, client_id, ack=None, me="p1", now=NOW, limit=100):
@@ -90,8 +89,8 @@ def test_a_poll_limit_leaves_the_rest_queued(ops, redis_client, client_id):
     assert ids(begin(ops, redis_client, client_id, ack="2", limit=2)) == [3]
 
 
-def held_connection(redis_client):
-    return HeldConnection(redis_client.connection_pool)
+def held_connection(ops, client_id):
+    return ops.hold(client_id)
 
 
 def wait_and_take(ops, held, client_id, me, timeout=0.05, now=NOW, before=()):
@@ -102,7 +101,7 @@ def test_newer_poller_replaces_the_older(ops, redis_client, client_id):
     begin(ops, redis_client, client_id, me="old")
     assert begin(ops, redis_client, client_id, me="new").poller == "old"
     publish(ops, redis_client, client_id, 1)
-    held = held_connection(redis_client)
+    held = held_connection(ops, client_id)
     try:
         step = wait_and_take(ops, held, client_id, "old")
         assert step.poller == "new" and step.entries == [] and not step.ended
@@ -120,7 +119,7 @@ def test_wait_moves_a_message_into_flight_and_takes_it_in_one_write(ops, redis_c
     begin(ops, redis_client, client_id, me="p")
     publish(ops, redis_client, client_id, 1)
     publish(ops, redis_client, client_id, 2)
-    held = held_connection(redis_client)
+    held = held_connection(ops, client_id)
     try:
         counted = f"test:{client_id}"  # commands sent in the same write, ahead of the wait
         step = wait_and_take(ops, held, client_id, "p", before=[("HINCRBY", counted, "n", 2)])
@@ -134,7 +133,7 @@ def test_wait_moves_a_message_into_flight_and_takes_it_in_one_write(ops, redis_c
 
 def test_a_wait_that_runs_out_ends_the_poll(ops, redis_client, client_id):
     begin(ops, redis_client, client_id, me="p")
-    held = held_connection(redis_client)
+    held = held_connection(ops, client_id)
     try:
         step = wait_and_take(ops, held, client_id, "p")
         assert step.entries == [] and step.ended
@@ -146,7 +145,7 @@ def test_a_wait_that_runs_out_ends_the_poll(ops, redis_client, client_id):
 def test_a_wake_up_for_expired_messages_only_keeps_the_poll_waiting(ops, redis_client, client_id):
     begin(ops, redis_client, client_id, me="p")
     publish(ops, redis_client, client_id, 1, expires=NOW - 1)
-    held = held_connection(redis_client)
+    held = held_connection(ops, client_id)
     try:
         step = wait_and_take(ops, held, client_id, "p")
         assert step.expired == [b"1|7"] and step.entries == [] and not step.ended
@@ -170,7 +169,7 @@ def test_a_removed_client_is_emptied_refused_and_queued_for_no_more_until_revive
         publish(ops, redis_client, client_id, i)
     begin(ops, redis_client, client_id, limit=1)  # 1 handed out, not acknowledged
     redis_client.set(keys.client_keys(client_id)["poller"], "42:7")
-    pipe = ScriptPipeline(redis_client)
+    pipe = ops.pools.pipeline()
     ops.remove(pipe, client_id, 9, 60)
     assert ops.removed(pipe.execute()[0]) == ("42:7", [b"1|7", b"2|7", b"3|7"])  # what it never got, in order
     assert [k for k in keys.client_keys(client_id).values() if redis_client.exists(k)] == []
@@ -192,3 +191,16 @@ def test_a_script_redis_lost_is_loaded_again(ops, redis_client, client_id):
     redis_client.script_flush()
     publish(ops, redis_client, client_id, 2)
     assert ids(begin(ops, redis_client, client_id)) == [1, 2]
+
+
+def test_a_wait_whose_take_script_was_lost_reports_what_it_moved(ops, redis_client, client_id):
+    """The first poll on a server without the take script (a restart, a failover, a cluster master's first
+    poll) must not claim its wait moved a message: that would wake the client's newer poll for nothing."""
+    begin(ops, redis_client, client_id, me="p")
+    redis_client.script_flush()
+    held = held_connection(ops, client_id)
+    try:
+        step = wait_and_take(ops, held, client_id, "p")
+        assert step.ended and not step.moved
+    finally:
+        held.release()

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from hipush.services.stats import Stats
 from hipush.storage import keys
+from hipush.storage import redis as redis_pools
 from hipush.storage.counters import CounterStore
 from hipush.storage.db import make_engine, now_ms
 from hipush.storage.store import Store
@@ -13,8 +14,8 @@ from support import free_port, wait_for
 
 
 @pytest.fixture
-def stats(store, redis_client):
-    return Stats(store, CounterStore(redis_client), redis_client)
+def stats(store, pools):
+    return Stats(store, CounterStore(pools))
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_a_flush_interrupted_after_its_claim_is_applied_exactly_once(stats, stor
 def test_a_row_sql_refuses_is_logged_and_held_back_and_every_other_row_lands(store, app_id, spare_redis, caplog):
     """A counter row that cannot be applied (here: its id is no number) once failed its whole batch on every
     flush. Now it is found alone, logged at ERROR with its counts, and left out of the flushes for a while."""
-    stats = Stats(store, CounterStore(spare_redis), spare_redis)  # the only flusher of this Redis
+    stats = Stats(store, CounterStore(_pools(spare_redis)))  # the only flusher of this Redis
     jobs = [store.create_job(app_id, "j", "t") for _ in range(20)]
     for n, job in enumerate(jobs):
         stats.count("sent", 0, job, n + 1)  # push id 0: no such row, the job rows are what is looked at
@@ -89,12 +90,17 @@ def test_a_row_sql_refuses_is_logged_and_held_back_and_every_other_row_lands(sto
 def test_a_database_that_does_not_answer_holds_no_row_back(spare_redis):
     """When the database itself fails, no row is to blame: every row waits for the next flush, none is held."""
     unreachable = Store(make_engine(f"mysql+pymysql://root@127.0.0.1:{free_port()}/hipush"))
-    stats = Stats(unreachable, CounterStore(spare_redis), spare_redis)
+    stats = Stats(unreachable, CounterStore(_pools(spare_redis)))
     stats.count("sent", 1, 1, 3)
     with pytest.raises(sa.exc.OperationalError):
         stats.flush()
     assert spare_redis.zcard(keys.COUNTERS_HELD) == 0
-    assert spare_redis.smembers(keys.COUNTERS_DIRTY) == {b"push:1", b"job:1"}
+    assert set().union(*(spare_redis.smembers(keys.counters_dirty(shard)) for shard in range(keys.DIRTY_SHARDS))) \
+        == {b"push:1", b"job:1"}
+
+
+def _pools(spare_redis):
+    return redis_pools.connect(spare_redis.url, "", 5, 60)
 
 
 def _push_rest(api, store, app, client, **params) -> int:
@@ -115,13 +121,14 @@ def test_counts_that_cancel_out_never_stall_the_flush(server, api, app_, store, 
     of all zeros, which once made an UPDATE with no assignments that failed every flush from then on."""
     client = api.register(app_, "never-polled")
     cancelled = _push_rest(api, store, app_, client, online="true")
+    # generous deadlines: a worker an earlier test killed may hold the flush lock until it expires
     wait_for(lambda: redis_client.hget(keys.counter_keys("push", cancelled)[1], "applied") == b"1",
-             message="the zero row flushed")
+             timeout=45, message="the zero row flushed")
     job = api.new_job(app_)
     api.send(app_, job, client, "legacy")
     pushed = _push_rest(api, store, app_, client)
     assert len(api.receive(client, 2)) == 2  # acknowledged: arrived
     # the SQL rows themselves, not the API (which adds what Redis still holds)
     wait_for(lambda: _sql_counts(store, "job", job) == (1, 1) and _sql_counts(store, "push", pushed) == (1, 1),
-             message="the counts in SQL")
+             timeout=45, message="the counts in SQL")
     assert _sql_counts(store, "push", cancelled) == (0, 0)

@@ -3,6 +3,9 @@ import subprocess
 import sys
 import uuid
 
+import sqlalchemy as sa
+
+from hipush.storage import db
 from support import ROOT
 
 
@@ -109,3 +112,18 @@ def test_schema_creation_is_safe_when_processes_start_together(test_config, tmp_
     for p in processes:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
+
+
+def test_a_version_2_database_gets_the_push_topics_index(tmp_path):
+    """Schema 3 adds ix_push_topics_push (retention deletes a push's tag links by it) to a database of version 2."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'v2.db'}")
+    db.ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_push_topics_push"))
+        conn.execute(db.schema_version.update().values(version=2))
+    db.ensure_schema(engine)
+    indexes = {index["name"] for index in sa.inspect(engine).get_indexes("push_topics")}
+    assert "ix_push_topics_push" in indexes
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(db.schema_version.c.version)).scalar() == db.SCHEMA_VERSION == 3
+    engine.dispose()

@@ -1,15 +1,20 @@
 """Builds every service over the storage layer; views reach them through `services()`."""
 import logging
 
-import redis
 from flask import current_app
 
+from ..storage import redis as redis_pools
+from ..storage.broadcasts import BroadcastMarks
+from ..storage.clients import ClientMeta, GeoIndex
 from ..storage.counters import CounterStore
 from ..storage.db import ensure_schema, make_engine
 from ..storage.embedded import EmbeddedRedis
+from ..storage.guards import IdempotentAnswers, Nonces, RateWindows
 from ..storage.installation import Installation
+from ..storage.nodes import NodeRegistry
 from ..storage.queues import Queues
-from ..storage.redis import RedisPools
+from ..storage.routes import DeliveryQueue
+from ..storage.runs import RunMarks
 from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
@@ -20,6 +25,7 @@ from .guards import Idempotency, RateLimiter
 from .jobs import Jobs
 from .nodes import Nodes
 from .publish import Publisher
+from .retention import CHECK_SECONDS as RETENTION_CHECK_SECONDS, Retention
 from .routes import Routes
 from .stats import Stats
 from .targets import Targets
@@ -39,35 +45,39 @@ class Services:
         self.engine = make_engine(config.database_url)
         ensure_schema(self.engine)
         self.store = Store(self.engine)
-        self.redis = RedisPools(config.effective_redis_url, config.max_parked_polls, config.poll_timeout_max)
-        commands = self.redis.commands
-        self.installation = Installation(commands, self.store, config.effective_redis_url, config.database_url)
+        pools = self.redis = redis_pools.connect(config.effective_redis_url, config.redis_cluster_nodes,
+                                                 config.max_parked_polls, config.poll_timeout_max)
+        self.installation = Installation(pools.commands, self.store, config.redis_location, config.database_url)
         # raises InstallationMismatch for another installation's Redis (gunicorn's master checked it already)
         self.installation.check(unreachable_ok=True)
-        self.queues = Queues(commands, config.limits.queue_length)
-        self.stats = Stats(self.store, CounterStore(commands), commands)
-        self.apps = Apps(self.store, commands)
-        self.rate_limiter = RateLimiter(commands)
-        self.idempotency = Idempotency(commands)
-        self.clients = Clients(self.store, commands, self.queues, config.secret_key, config.token_lifetime)
+        self.queues = Queues(pools, config.limits.queue_length)
+        counters = CounterStore(pools)
+        self.stats = Stats(self.store, counters)
+        self.retention = Retention(self.store, counters, RunMarks(pools), config.retention_days)
+        self.apps = Apps(self.store, Nonces(pools))
+        self.rate_limiter = RateLimiter(RateWindows(pools))
+        self.idempotency = Idempotency(IdempotentAnswers(pools))
+        geo = GeoIndex(pools)
+        self.clients = Clients(self.store, ClientMeta(pools, META_TTL), geo, self.queues, config.secret_key,
+                               config.token_lifetime)
         self.jobs = Jobs(self.store, self.stats)
         self.topics = Topics(self.store)
-        self.targets = Targets(self.store, commands)
-        self.terminals = Terminals(self.store, commands, self.queues, self.stats, self.clients, self.targets,
-                                   META_TTL)
-        self.routes = Routes(commands, self.stats, config.routes)
+        self.targets = Targets(self.store, geo)
+        self.terminals = Terminals(self.store, self.queues, self.stats, self.clients, self.targets, META_TTL)
+        self.routes = Routes(DeliveryQueue(pools), self.stats, config.routes)
         answer_hold = AnswerHold()
-        self.publisher = Publisher(self.store, commands, self.queues, self.stats, self.targets, self.routes, answer_hold,
-                                   BroadcastsInFlight(commands), config.default_expires)
+        self.publisher = Publisher(self.store, pools, self.queues, self.stats, self.targets, self.routes, answer_hold,
+                                   BroadcastsInFlight(BroadcastMarks(pools)), config.default_expires)
         self.timers = Timers(self.store, self.publisher)
-        self.comet = Comet(self.redis, self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
-        self.nodes = Nodes(commands, config.public_addr, config.node_ttl)
+        self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
+        self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl)
         self.scheduler = None
         self.stopping = False
 
     def start_background(self) -> None:
-        """Heartbeats, counter flushes, timed pushes and the Redis' installation identity, on APScheduler."""
-        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1), (self.installation.keep, 5)]
+        """Heartbeats, counter flushes, timed pushes, retention and the Redis' installation identity, on APScheduler."""
+        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1), (self.retention.run, RETENTION_CHECK_SECONDS),
+                (self.installation.keep, 5)]
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:
@@ -95,7 +105,7 @@ class Services:
             self.comet.release_all()  # refuses new polls even when Redis is down
             if "comet" in self.config.roles:
                 self.nodes.leave()  # the node's other workers re-register it within a heartbeat
-        except redis.RedisError as exc:  # parked polls failed with it already (503); the registry entry expires
+        except redis_pools.ERRORS as exc:  # parked polls failed with it already (503); the registry entry expires
             log.warning("stopping while redis is unavailable: %s", exc)
 
 

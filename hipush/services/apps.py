@@ -5,7 +5,6 @@ import time
 
 from .. import signing
 from ..errors import auth_failed, bad_param, not_found
-from ..storage import keys
 
 SIGN_POLICIES = ("md5", "hmac")
 TOKEN_POLICIES = ("open", "signed")
@@ -13,9 +12,10 @@ JSONP_SETTINGS = ("on", "off")
 
 
 class Apps:
-    def __init__(self, store, commands, cache_seconds: float = 5.0):
+    def __init__(self, store, nonces, cache_seconds: float = 5.0):
+        """nonces: storage.guards.Nonces (None for the CLI, which authenticates no call)."""
         self.store = store
-        self.commands = commands
+        self.nonces = nonces
         self.cache_seconds = cache_seconds
         self._cache = {}  # app_key or id -> (fetched_at, row); secrets change rarely
 
@@ -63,7 +63,7 @@ class Apps:
                 raise auth_failed("wrong sign")
         if method == signing.HMAC_METHOD:
             nonce = params.get("nonce")
-            if not self.commands.set(keys.nonce(app["app_key"], nonce), 1, nx=True, ex=signing.NONCE_TTL):
+            if not self.nonces.use(app["app_key"], nonce, signing.NONCE_TTL):
                 raise auth_failed("nonce already used")
         return app
 

@@ -11,42 +11,33 @@ import time
 import uuid
 
 from ..errors import unavailable
-from ..storage import keys
 
 TTL_MS = 30_000  # renewed with every page queued; outlives a worker that died holding it by this much
 POLL_SECONDS = 0.005  # how often a waiting publish looks again
 LONGEST_WAIT = 120  # seconds a publish waits before answering 503 instead
 
-# KEYS key; ARGV token. Only the holder clears it (it may have expired and been taken by another broadcast).
-_END = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 class BroadcastsInFlight:
-    def __init__(self, commands):
-        self.commands = commands
-        self._end = commands.register_script(_END)
+    def __init__(self, marks):
+        """marks: storage.broadcasts.BroadcastMarks"""
+        self.marks = marks
 
     def begin(self, app_id: int) -> str:
         """Waits until no other broadcast of the app is being queued, then marks this one; returns its token."""
         token = uuid.uuid4().hex
-        self._wait(lambda: self.commands.set(keys.broadcasting(app_id), token, nx=True, px=TTL_MS))
+        self._wait(lambda: self.marks.set_if_free(app_id, token, TTL_MS))
         return token
 
     def keep(self, pipe, app_id: int) -> None:
         """Renews the mark on a pipeline the broadcast sends anyway (one per page)."""
-        pipe.pexpire(keys.broadcasting(app_id), TTL_MS)
+        self.marks.renew(pipe, app_id, TTL_MS)
 
     def end(self, app_id: int, token: str) -> None:
-        self._end(keys=[keys.broadcasting(app_id)], args=[token])
+        self.marks.clear(app_id, token)
 
     def busy(self, app_ids) -> set:
         """Those of the apps that have a broadcast being queued."""
-        app_ids = list(app_ids)
-        marks = self.commands.mget([keys.broadcasting(app_id) for app_id in app_ids])
-        return {app_id for app_id, mark in zip(app_ids, marks) if mark is not None}
+        return self.marks.marked(app_ids)
 
     def wait_none(self, app_id: int) -> None:
         """Returns once the app has no broadcast being queued."""

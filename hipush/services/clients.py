@@ -4,31 +4,21 @@ import time
 
 from .. import identity
 from ..errors import auth_failed, not_found
-from ..storage import keys
 
-META_TTL = 86400
+META_TTL = 86400  # seconds a client's token epoch stays cached in Redis
 GEO_MAX_LATITUDE = 85.05112878
 FIRST_EPOCHS = 2**30  # a new client's first token epoch is drawn from so many (the column is a 32-bit INT)
 
-# KEYS meta; ARGV app_id epoch ttl. Never lowers a cached epoch, so a lookup that
-# raced a revocation cannot bring the old epoch back.
-_CACHE_META = """
-local cached = redis.call('HGET', KEYS[1], 'epoch')
-if cached and tonumber(cached) > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'app_id', ARGV[1], 'epoch', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
 
 class Clients:
-    def __init__(self, store, commands, queue_ops, secret_key: str, token_lifetime: int):
+    def __init__(self, store, meta, geo, queue_ops, secret_key: str, token_lifetime: int):
+        """meta, geo: storage.clients.ClientMeta and GeoIndex."""
         self.store = store
-        self.commands = commands
+        self.meta = meta
+        self.geo = geo
         self.queue_ops = queue_ops
         self.secret_key = secret_key
         self.token_lifetime = token_lifetime
-        self._cache_meta = commands.register_script(_CACHE_META)
 
     def register(self, app: dict, device_id: str, **fields) -> str:
         """The client id of a device. A new one is registered with the fields given; one registered before keeps
@@ -57,8 +47,7 @@ class Clients:
 
     def revoke(self, app: dict, client_id: str) -> None:
         client = self.get(app["id"], client_id)
-        self._cache_meta(keys=[keys.client_meta(client_id)],
-                         args=[client["app_id"], self.store.bump_token_epoch(client_id), META_TTL])
+        self.meta.cache(client_id, client["app_id"], self.store.bump_token_epoch(client_id))
 
     def set_location(self, app_id: int, client_id: str, lat, lng) -> None:
         """lat and lng None: the client has no known location any more."""
@@ -69,13 +58,13 @@ class Clients:
             self._locate(app_id, client_id, lat, lng)
 
     def forget_locations(self, app_id: int, client_ids) -> None:
-        self.commands.zrem(keys.geo(app_id), *client_ids)
+        self.geo.remove(app_id, client_ids)
 
     def _locate(self, app_id: int, client_id: str, lat: float, lng: float) -> None:
         """The SQL row keeps the location; the app's Redis geo index answers /push/geo.
         Redis indexes latitudes up to ±85.05112878 (Web Mercator): the poles are clamped to that."""
         lat = max(-GEO_MAX_LATITUDE, min(GEO_MAX_LATITUDE, lat))
-        self.commands.geoadd(keys.geo(app_id), (lng, lat, client_id))
+        self.geo.add(app_id, client_id, lat, lng)
 
     def token_epoch(self, client_id: str, token: str) -> int:
         """The epoch of a valid, unexpired token of this client, else 401 / 1028 (revocation is checked
@@ -99,12 +88,11 @@ class Clients:
 
     def _meta(self, client_id: str, cached: bool = True):
         """The token epoch and app of a client: Redis cache first, SQL when it misses."""
-        key = keys.client_meta(client_id)
-        found = self.commands.hgetall(key) if cached else None
+        found = self.meta.get(client_id) if cached else None
         if found:
-            return {"app_id": int(found[b"app_id"]), "epoch": int(found[b"epoch"])}
+            return found
         client = self.store.get_client(client_id)
         if client is None:
             return None
-        self._cache_meta(keys=[key], args=[client["app_id"], client["token_epoch"], META_TTL])
+        self.meta.cache(client_id, client["app_id"], client["token_epoch"])
         return {"app_id": client["app_id"], "epoch": client["token_epoch"]}

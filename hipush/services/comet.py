@@ -1,8 +1,10 @@
 """The long poll (SPEC §5): acknowledge, hand back unacknowledged messages, else park on the queue.
 
-A poll holds one connection of the blocking pool for its whole life and
-registers itself as the client's poller ("redis client id:serial"). A newer
-poll of the same client CLIENT UNBLOCKs the older one, which then answers empty.
+A poll holds one connection of the blocking pool for its whole life (on a
+cluster, to the master of its client's slot) and registers itself as the
+client's poller (HeldConnection.poller_id: the connection's client id, a serial
+and, on a cluster, its master). A newer poll of the same client CLIENT UNBLOCKs
+the older one, which then answers empty.
 A poll that parks costs two round trips: one script that checks the token's
 epoch, acks and takes; then, in one write, the wait and the take that follows it.
 """
@@ -13,7 +15,7 @@ import time
 from ..errors import auth_failed, unavailable
 from ..storage import queues
 from ..storage.db import now_ms
-from ..storage.redis import CommandBatch, HeldConnection
+from ..storage.redis import CommandBatch
 
 BATCH = 100  # most messages handed out by one poll
 # seconds a client of a stopping worker waits before it polls again (elsewhere, or the restarted node): an answer
@@ -51,14 +53,13 @@ class AnswerHold:
 
 
 class Comet:
-    def __init__(self, pools, queue_ops, stats, clients, answer_hold: AnswerHold, presence_grace: int):
-        self.pools = pools
+    def __init__(self, queue_ops, stats, clients, answer_hold: AnswerHold, presence_grace: int):
         self.answer_hold = answer_hold
         self.queue_ops = queue_ops
         self.stats = stats
         self.clients = clients
         self.grace_ms = presence_grace * 1000
-        self.parked = {}  # poller id -> redis client id of each poll this worker runs
+        self.parked = set()  # poller ids of the polls this worker runs
         self.serial = itertools.count()  # with the connection's client id, names each poll uniquely
         self.stopping = False
 
@@ -71,21 +72,21 @@ class Comet:
         # Yield once first: answers already due in this worker (a broadcast's) go out before the polls
         # their clients send next.
         time.sleep(0)
-        conn = HeldConnection(self.pools.blocking)
-        me = f"{conn.redis_client_id}:{next(self.serial)}"
-        self.parked[me] = conn.redis_client_id
+        conn = self.queue_ops.hold(client_id)
+        me = conn.poller_id(next(self.serial))
+        self.parked.add(me)
         try:
             return self._poll(conn, me, client_id, epoch, ack, timeout)
         finally:
-            del self.parked[me]
+            self.parked.discard(me)
             conn.release()
 
     def release_all(self) -> None:
         """Worker shutdown: every parked poll answers (empty) now instead of at its timeout; later polls are
         refused."""
         self.stopping = True
-        for redis_client_id in list(self.parked.values()):
-            self.pools.commands.client_unblock(redis_client_id)
+        for poller in list(self.parked):
+            self.queue_ops.unblock(poller)
 
     def _begin(self, conn, me, client_id, epoch, ack, timeout):
         args = (conn, client_id, me, ack, now_ms(), BATCH, timeout * 1000 + self.grace_ms, self.grace_ms, epoch)
@@ -130,12 +131,11 @@ class Comet:
 
     @staticmethod
     def _send(conn, counts) -> None:
-        if counts.commands:
-            conn.execute_commands(counts.take())
+        conn.send(counts.take())
 
     def _unblock(self, poller: str) -> None:
         if poller:
-            self.pools.commands.client_unblock(int(poller.split(":")[0]))
+            self.queue_ops.unblock(poller)
 
     def _count(self, step, counts) -> None:
         self.stats.count_headers("arrived", step.acked, counts)

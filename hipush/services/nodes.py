@@ -4,7 +4,6 @@ import random
 import time
 
 from ..errors import unavailable
-from ..storage import keys
 
 
 def _weight(client_id: str, node: str) -> bytes:
@@ -12,24 +11,27 @@ def _weight(client_id: str, node: str) -> bytes:
 
 
 class Nodes:
-    def __init__(self, commands, public_addr: str, ttl: float):
-        self.commands = commands
+    def __init__(self, registry, store, public_addr: str, ttl: float):
+        self.registry = registry
+        self.store = store
         self.public_addr = public_addr
         self.ttl_ms = int(ttl * 1000)
 
     def heartbeat(self) -> None:
+        """Advertises this node while it can serve: its database answers and Redis takes the beat. A node
+        whose database fails leaves at once (and comes back with its next beat once it answers); one whose
+        Redis fails cannot beat, and is no longer handed out once the TTL has passed."""
+        if not self.store.reachable():
+            self.leave()
+            raise RuntimeError("the database does not answer: this node left the registry")
         now = int(time.time() * 1000)
-        pipe = self.commands.pipeline(transaction=False)
-        pipe.zadd(keys.NODES, {self.public_addr: now})
-        pipe.zremrangebyscore(keys.NODES, 0, now - 100 * self.ttl_ms)  # forget long-dead nodes
-        pipe.execute()
+        self.registry.beat(self.public_addr, now, now - 100 * self.ttl_ms)  # forgets long-dead nodes
 
     def leave(self) -> None:
-        self.commands.zrem(keys.NODES, self.public_addr)
+        self.registry.remove(self.public_addr)
 
     def live(self) -> list:
-        now = int(time.time() * 1000)
-        return sorted(n.decode() for n in self.commands.zrangebyscore(keys.NODES, now - self.ttl_ms, "+inf"))
+        return self.registry.since(int(time.time() * 1000) - self.ttl_ms)
 
     def _address(self, node: str) -> dict:
         host, _, port = node.rpartition(":")

@@ -18,7 +18,6 @@ import time
 from ..errors import not_found
 from ..storage import queues
 from ..storage.db import now_ms
-from ..storage.redis import ScriptPipeline
 from .batching import GroupCommit
 
 log = logging.getLogger("hipush.publish")
@@ -31,12 +30,13 @@ ANSWER_HOLD_SECONDS = 2.0  # a longer broadcast lets this worker's woken polls a
 
 
 class Publisher:
-    def __init__(self, store, commands, queue_ops, stats, targets, routes, answer_hold, in_flight,
+    def __init__(self, store, pools, queue_ops, stats, targets, routes, answer_hold, in_flight,
                  default_expires: int):
+        """pools: storage.redis.RedisPools, whose pipelines carry a publish's Redis work."""
         self.store = store
         self.answer_hold = answer_hold
         self.in_flight = in_flight
-        self.commands = commands
+        self.pools = pools
         self.queue_ops = queue_ops
         self.stats = stats
         self.targets = targets
@@ -123,7 +123,7 @@ class Publisher:
 
     def _record_and_queue(self, sends: list) -> None:
         with self.store.sending_to_clients(sends) as rows_of:
-            pipe = ScriptPipeline(self.commands)
+            pipe = self.pools.pipeline()
             queued = []
             for (push, message, _), rows in zip(sends, rows_of):
                 if rows is None:
@@ -154,7 +154,7 @@ class Publisher:
             for rows in self.targets.resolve(app_id, json.loads(push["target"])):
                 for start in range(0, len(rows), PIPELINE_BATCH):
                     page = rows[start:start + PIPELINE_BATCH]
-                    pipe = ScriptPipeline(self.commands)
+                    pipe = self.pools.pipeline()
                     self.in_flight.keep(pipe, app_id)  # also on pages of routed terminals only: a long one keeps it
                     at = self._queue(pipe, push, raw_entry, page)
                     self._settle(push, body, page, self._queued(pipe.execute(), at))
@@ -195,13 +195,12 @@ class Publisher:
         comet = [client_id for client_id, terminal_type, _ in rows if terminal_type in COMET_TERMINALS]
         if not comet:
             return None
-        at = len(pipe)
-        self.queue_ops.enqueue(pipe, comet, raw_entry, push["online_only"])
+        at = self.queue_ops.enqueue(pipe, comet, raw_entry, push["online_only"])
         self.stats.count("sent", push["id"], push["job_id"], len(comet), pipe)
         return at
 
     def _queued(self, results: list, at) -> list:
-        return [] if at is None else self.queue_ops.enqueued(results[at])
+        return [] if at is None else self.queue_ops.enqueued(results, at)
 
     def _settle(self, push: dict, body: dict, rows: list, results: list) -> None:
         """After queueing: takes back the count of clients skipped (online only, and offline), counts those

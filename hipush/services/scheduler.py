@@ -37,6 +37,6 @@ def start(jobs) -> object:
     scheduler = Scheduler(daemon=True)
     for task, seconds in jobs:
         scheduler.add_job(_safely(task), "interval", seconds=seconds, max_instances=1, coalesce=True,
-                          misfire_grace_time=int(seconds * 5), name=getattr(task, "__qualname__", str(task)))
+                          misfire_grace_time=max(1, int(seconds * 5)), name=getattr(task, "__qualname__", str(task)))
     scheduler.start()
     return scheduler

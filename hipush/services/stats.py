@@ -3,7 +3,6 @@ import logging
 import time
 from collections import Counter, defaultdict
 
-from ..storage import keys
 from ..storage.counters import COUNTER_FIELDS
 
 log = logging.getLogger("hipush.stats")
@@ -11,10 +10,9 @@ HOLD_SECONDS = 60  # a counter row that SQL refuses is tried again after this, n
 
 
 class Stats:
-    def __init__(self, store, counters, commands):
+    def __init__(self, store, counters):
         self.store = store
         self.counters = counters
-        self.commands = commands
 
     def count_headers(self, field: str, headers, pipe=None) -> None:
         """Counts one `field` per queue entry header b"delivery_id|job_id", on `pipe` if given."""
@@ -53,7 +51,7 @@ class Stats:
     def flush(self, batch: int = 1000, seconds: float = 0.5) -> int:
         """Moves unflushed counts to SQL, a transaction per batch, until none are left or `seconds` have passed
         (what is left waits for the next run); one flusher at a time across all workers and nodes."""
-        lock = self.commands.lock(keys.FLUSH_LOCK, timeout=60, blocking=False)
+        lock = self.counters.flush_lock()
         if not lock.acquire():
             return 0
         flushed, deadline = 0, time.monotonic() + seconds

@@ -6,13 +6,13 @@ Kinds: {"kind": "clients", "ids": [...]}, {"kind": "all"}, {"kind": "tags", "tag
 (client_id, terminal_type, address) rows, each client once.
 """
 from ..errors import not_found
-from ..storage import keys
 
 
 class Targets:
-    def __init__(self, store, commands):
+    def __init__(self, store, geo):
+        """geo: storage.clients.GeoIndex"""
         self.store = store
-        self.commands = commands
+        self.geo = geo
         # clients found before: one deleted since is caught when its push is recorded (Store.sending_to_clients)
         self._known_clients = set()
 
@@ -55,7 +55,6 @@ class Targets:
         raise ValueError(f"unknown target kind {kind!r}")
 
     def _near(self, app_id: int, target: dict):
-        found = [m.decode() for m in self.commands.geosearch(
-            keys.geo(app_id), longitude=target["lng"], latitude=target["lat"], radius=target["radius"], unit="m")]
+        found = self.geo.near(app_id, target["lat"], target["lng"], target["radius"])
         for start in range(0, len(found), 1000):
             yield self.store.client_rows(app_id, found[start:start + 1000])

@@ -6,15 +6,13 @@ row and tag subscriptions, its tokens, its queues and parked poll, its place in 
 had been sent and never acknowledged is counted expired, so that a push's counts still add up.
 """
 from ..errors import not_found
-from ..storage.redis import ScriptPipeline
 
 LOCATION = ("lat", "lng")
 
 
 class Terminals:
-    def __init__(self, store, commands, queue_ops, stats, clients, targets, tombstone_ttl: int):
+    def __init__(self, store, queue_ops, stats, clients, targets, tombstone_ttl: int):
         self.store = store
-        self.commands = commands
         self.queue_ops = queue_ops
         self.stats = stats
         self.clients = clients
@@ -53,14 +51,14 @@ class Terminals:
         missing = [c for c in client_ids if c not in found]
         if missing:
             raise not_found(f"no such terminal: {missing[0]}")
-        pipe = ScriptPipeline(self.commands)
+        pipe = self.queue_ops.pools.pipeline()
         for client_id in client_ids:
             self.queue_ops.remove(pipe, client_id, app["id"], self.tombstone_ttl)
         removed = [self.queue_ops.removed(result) for result in pipe.execute()]
         self.stats.count_headers("expired", [header for _, headers in removed for header in headers])
         for poller, _ in removed:
             if poller:  # its poll answers (empty) now; the next one is refused
-                self.commands.client_unblock(int(poller.split(":")[0]))
+                self.queue_ops.unblock(poller)
         self.clients.forget_locations(app["id"], client_ids)
         self.store.delete_clients(app["id"], client_ids)
         self.targets.forget(app["id"], client_ids)

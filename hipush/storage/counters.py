@@ -4,16 +4,21 @@ Per job and per push, `live` takes HINCRBYs. A flush renames `live` to
 `pending` with a fresh token, adds it to the SQL row together with the token
 (the SQL update is skipped when the row already carries that token), then marks
 `pending` applied. A reader adds `pending` only while SQL lacks its token.
+Rows with unflushed counts are marked in dirty sets, spread over keys.DIRTY_SHARDS
+keys (so over a cluster's masters); one flusher at a time holds the flush lock.
 A row that SQL refuses is held back a while (its claim stays pending, with its
 token), so that it is neither lost nor retried ahead of the others.
 """
 import time
 import uuid
+import zlib
 
 from . import keys
-from .redis import ScriptPipeline
 
 COUNTER_FIELDS = ("sent", "arrived", "expired", "failed")
+# A flush works 0.5 s at most (Stats.flush); a worker killed while holding the lock holds every node's flushes
+# back until it expires. Two flushers at once would still count each row once (claims carry their token).
+FLUSH_LOCK_SECONDS = 10
 
 # KEYS live pending; ARGV token ttl_s
 _CLAIM = """
@@ -36,6 +41,22 @@ end
 return 1
 """
 
+# KEYS live pending: 1 while either half holds counts SQL does not have yet
+_UNFLUSHED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('HGET', KEYS[2], 'applied') ~= '1' then return 1 end
+return 0
+"""
+
+# KEYS live pending. Both halves at once: a flush renames one into the other between two plain reads.
+_READ = """
+return {redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[1])}
+"""
+
+
+def _dirty_key(member: str) -> str:
+    return keys.counters_dirty(zlib.crc32(member.encode()) % keys.DIRTY_SHARDS)
+
 
 # KEYS held; ARGV now_ms: takes the held rows that are due again, returns them and the rows still held
 _TAKE_DUE = """
@@ -50,11 +71,14 @@ def _as_dict(flat):
 
 
 class CounterStore:
-    def __init__(self, commands):
-        self.commands = commands
-        self._claim = commands.register_script(_CLAIM)
-        self._mark_applied = commands.register_script(_MARK_APPLIED)
-        self._take_due = commands.register_script(_TAKE_DUE)
+    def __init__(self, pools):
+        self.pools = pools
+        self.commands = pools.commands
+        self._claim = pools.register_script(_CLAIM)
+        self._mark_applied = pools.register_script(_MARK_APPLIED)
+        self._read = pools.register_script(_READ)
+        self._unflushed = pools.register_script(_UNFLUSHED)
+        self._take_due = pools.register_script(_TAKE_DUE)
 
     def add(self, increments: dict, pipe=None) -> None:
         """increments: {(kind, id): {field: n}}; queued on `pipe` when given, else sent now."""
@@ -62,23 +86,35 @@ class CounterStore:
             return
         own = pipe is None
         if own:
-            pipe = self.commands.pipeline(transaction=False)
+            pipe = self.pools.pipeline()
         for (kind, row_id), fields in increments.items():
             live, _ = keys.counter_keys(kind, row_id)
             for name, n in fields.items():
                 pipe.hincrby(live, name, n)
-            pipe.sadd(keys.COUNTERS_DIRTY, f"{kind}:{row_id}")
+            member = f"{kind}:{row_id}"
+            pipe.sadd(_dirty_key(member), member)
         if own:
             pipe.execute()
 
     def dirty(self, count: int) -> list:
-        """Up to `count` rows with unflushed counts, and the held rows that are due again; rows still held wait."""
-        pipe = ScriptPipeline(self.commands)
-        pipe.spop(keys.COUNTERS_DIRTY, count)
+        """Up to `count` rows with unflushed counts from all the dirty sets (fewer once they are drained), and
+        the held rows that are due again; rows still held wait. Two round trips: the sets' sizes and the due
+        rows, then the pops."""
+        dirty_sets = [*map(keys.counters_dirty, range(keys.DIRTY_SHARDS)), keys.COUNTERS_DIRTY_BEFORE_SHARDS]
+        pipe = self.pools.pipeline()
+        for name in dirty_sets:
+            pipe.scard(name)
         pipe.script(self._take_due, [keys.COUNTERS_HELD], [int(time.time() * 1000)])
-        popped, (due, held) = pipe.execute()
+        *sizes, (due, held) = pipe.execute()
+        pipe, left = self.pools.pipeline(), count
+        for name, size in zip(dirty_sets, sizes):
+            take = min(size, left)
+            if take:
+                pipe.spop(name, take)
+                left -= take
+        popped = [m for members in (pipe.execute() if left < count else []) for m in members]
         held = set(held)
-        return [m.decode().split(":") for m in dict.fromkeys([*(popped or []), *due]) if m not in held]
+        return [m.decode().split(":") for m in dict.fromkeys([*popped, *due]) if m not in held]
 
     def hold(self, rows, seconds: float) -> None:
         """Leaves rows out of flushes for `seconds`; they are tried again after that."""
@@ -86,11 +122,19 @@ class CounterStore:
         self.commands.zadd(keys.COUNTERS_HELD, {f"{kind}:{row_id}": retry_at for kind, row_id in rows})
 
     def mark_dirty(self, rows) -> None:
-        self.commands.sadd(keys.COUNTERS_DIRTY, *(f"{kind}:{row_id}" for kind, row_id in rows))
+        pipe = self.pools.pipeline()
+        for kind, row_id in rows:
+            member = f"{kind}:{row_id}"
+            pipe.sadd(_dirty_key(member), member)
+        pipe.execute()
+
+    def flush_lock(self):
+        """The lock one flusher at a time holds (a redis-py Lock: acquire(), release())."""
+        return self.commands.lock(keys.FLUSH_LOCK, timeout=FLUSH_LOCK_SECONDS, blocking=False)
 
     def claim(self, rows) -> list:
         """(kind, id, token, deltas) to apply to SQL for each (kind, id) with unflushed counts; one round trip."""
-        pipe = ScriptPipeline(self.commands)
+        pipe = self.pools.pipeline()
         token = uuid.uuid4().hex  # one per flush: SQL applies the rows of one token in few statements
         for kind, row_id in rows:
             pipe.script(self._claim, keys.counter_keys(kind, row_id), [token])
@@ -104,19 +148,22 @@ class CounterStore:
         return claimed
 
     def mark_applied(self, claimed) -> None:
-        pipe = ScriptPipeline(self.commands)
+        pipe = self.pools.pipeline()
         for kind, row_id, token, _ in claimed:
             pipe.script(self._mark_applied, [keys.counter_keys(kind, row_id)[1]], [token, 3600])
         pipe.execute()
 
+    def unflushed(self, kind: str, row_ids) -> set:
+        """Those of the rows whose counts are not all in SQL yet (waiting for, or in, a flush); one round trip."""
+        row_ids = list(row_ids)
+        pipe = self.pools.pipeline()
+        for row_id in row_ids:
+            pipe.script(self._unflushed, keys.counter_keys(kind, row_id), [])
+        return {row_id for row_id, flag in zip(row_ids, pipe.execute() if row_ids else []) if flag}
+
     def read(self, kind, row_id):
         """(pending_token, pending_counts, live_counts) read atomically."""
-        live, pending = keys.counter_keys(kind, row_id)
-        pipe = self.commands.pipeline(transaction=True)
-        pipe.hgetall(pending)
-        pipe.hgetall(live)
-        pending_values, live_values = pipe.execute()
-        pending_values = {k.decode(): v.decode() for k, v in pending_values.items()}
-        live_values = {k.decode(): int(v) for k, v in live_values.items()}
+        pending_values, live_values = map(_as_dict, self._read(keys=keys.counter_keys(kind, row_id)))
+        live_values = {k: int(v) for k, v in live_values.items()}
         token = pending_values.get("token")
         return token, {k: int(v) for k, v in pending_values.items() if k in COUNTER_FIELDS}, live_values

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 Counter = sa.BigInteger
 
@@ -125,6 +125,7 @@ push_topics = sa.Table(
     "push_topics", metadata,
     sa.Column("topic_id", Id, primary_key=True),
     sa.Column("push_id", Id, primary_key=True),
+    sa.Index("ix_push_topics_push", "push_id"),  # retention deletes a push's links
     **_table_args,
 )
 
@@ -202,6 +203,7 @@ def _schema_lock(engine: sa.Engine):
 # Each step upgrades a database of the version before it (create_all adds new tables itself).
 _UPGRADES = {
     2: ["ALTER TABLE apps ADD COLUMN jsonp BOOLEAN NOT NULL DEFAULT 1"],
+    3: ["CREATE INDEX ix_push_topics_push ON push_topics (push_id)"],
 }
 
 

@@ -125,14 +125,18 @@ if __name__ == "__main__":
     from hipush import config
 
     from .db import ensure_schema, make_engine
+    from .redis import connect
     from .store import Store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     settings = config.load()
     engine = make_engine(settings.database_url)
     ensure_schema(engine)
-    installation = Installation(redis.Redis.from_url(settings.effective_redis_url, socket_timeout=10),
-                                Store(engine), settings.effective_redis_url, settings.database_url)
+    try:
+        commands = connect(settings.effective_redis_url, settings.redis_cluster_nodes, 1, 0).commands
+    except redis.exceptions.RedisClusterException as error:
+        sys.exit(f"hipush refuses to start: cannot reach Redis {settings.redis_location}: {error}")
+    installation = Installation(commands, Store(engine), settings.redis_location, settings.database_url)
     try:
         installation.check()
     except InstallationMismatch as refusal:

@@ -9,9 +9,22 @@ PREFIX = "hp"
 EVERY_KEY = f"{PREFIX}:*"  # a pattern: every key of hipush, and none of anything else sharing the Redis
 INSTALLATION = f"{PREFIX}:installation"  # the installation this Redis belongs to (storage/installation.py); no TTL
 NODES = f"{PREFIX}:nodes"  # sorted set: public addr -> last heartbeat (unix ms)
-COUNTERS_DIRTY = f"{PREFIX}:cnt:dirty"  # set of "kind:id" with unflushed counts
 COUNTERS_HELD = f"{PREFIX}:cnt:held"  # sorted set: "kind:id" that SQL refused -> unix ms of its next try
 FLUSH_LOCK = f"{PREFIX}:lock:flush"
+DIRTY_SHARDS = 16  # every counter update adds to one of them: spread over a cluster's masters
+
+
+def run_mark(job: str) -> str:
+    """Claimed by the one worker that runs a periodic job this round (storage/runs.py); expires by itself."""
+    return f"{PREFIX}:run:{job}"
+
+
+def counters_dirty(shard: int) -> str:
+    """A set of "kind:id" with unflushed counts (storage/counters.py picks the shard of each)."""
+    return f"{PREFIX}:cnt:dirty:{shard}"
+
+
+COUNTERS_DIRTY_BEFORE_SHARDS = f"{PREFIX}:cnt:dirty"  # the one set of earlier versions: still drained, never added to
 
 
 def _client(client_id: str, part: str) -> str:
@@ -38,7 +51,7 @@ def geo(app_id) -> str:
 
 
 def broadcasting(app_id) -> str:
-    """Set while one of the app's broadcasts is being queued (services/broadcasts.py)."""
+    """Set while one of the app's broadcasts is being queued (storage/broadcasts.py)."""
     return f"{PREFIX}:bcast:{app_id}"
 
 
@@ -57,7 +70,7 @@ def nonce(app_key: str, value: str) -> str:
 
 
 def route_keys(terminal_type: str) -> dict:
-    """A terminal type's delivery queue (hipush/services/routes/queue.py), one slot:
+    """A terminal type's delivery queue (hipush/storage/routes.py), one slot:
     due (sorted set: job id -> unix ms it is due, or its lease ends), jobs (hash: job id -> JSON),
     lease (hash: job id -> token of the claim delivering it), tries (hash: job id -> attempts claimed)."""
     tag = f"{PREFIX}:{{route:{terminal_type}}}"

@@ -15,7 +15,7 @@ accepted, and nothing is queued for it, even by a publish that read its row befo
 """
 from dataclasses import dataclass, field
 
-import redis
+from redis.exceptions import NoScriptError
 
 from . import keys
 
@@ -179,31 +179,51 @@ class PollStep:
 
 
 class Queues:
-    """The scripts, registered once per process; each call names the Redis connection to use."""
+    """The scripts, registered once per process; a poll's calls name the held connection to use."""
 
-    def __init__(self, commands, queue_length: int):
-        self.commands = commands
+    def __init__(self, pools, queue_length: int):
+        self.pools = pools
         self.queue_length = queue_length
-        self._begin = commands.register_script(_BEGIN_POLL)
-        self._take = commands.register_script(_TAKE_IF_CURRENT)
-        self._end = commands.register_script(_END_POLL)
-        self._enqueue = commands.register_script(_ENQUEUE)
-        self._remove = commands.register_script(_REMOVE)
-        self._revive = commands.register_script(_REVIVE)
+        self._begin = pools.register_script(_BEGIN_POLL)
+        self._take = pools.register_script(_TAKE_IF_CURRENT)
+        self._end = pools.register_script(_END_POLL)
+        self._enqueue = pools.register_script(_ENQUEUE)
+        self._remove = pools.register_script(_REMOVE)
+        self._revive = pools.register_script(_REVIVE)
 
-    def enqueue(self, pipe, client_ids, raw_entry: str, online_only: bool) -> None:
-        """Queues one entry for every client on a ScriptPipeline, in one script call; `enqueued` reads its
-        result. Keys of many clients in one call: on Redis Cluster this would be one call per slot."""
-        script_keys = []
-        for client_id in client_ids:
-            k = keys.client_keys(client_id)
-            script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_id))
-        pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only), DELETED_EPOCH])
+    def enqueue(self, pipe, client_ids, raw_entry: str, online_only: bool) -> list:
+        """Queues one entry for every client on a ScriptPipeline: one script call per slot (on one Redis
+        server, one call for them all). Returns where the results will be, for `enqueued`."""
+        groups = {}  # slot -> positions in client_ids
+        for i, client_id in enumerate(client_ids):
+            groups.setdefault(self.pools.slot(keys.client_keys(client_id)["queue"]), []).append(i)
+        calls = []
+        for positions in groups.values():
+            script_keys = []
+            for i in positions:
+                k = keys.client_keys(client_ids[i])
+                script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_ids[i]))
+            calls.append((len(pipe), positions))
+            pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only), DELETED_EPOCH])
+        return calls
 
     @staticmethod
-    def enqueued(result) -> list:
-        """Per client of an `enqueue`: None (skipped: offline, or deleted) or the headers dropped by the cap."""
-        return [None if r == 0 else r for r in result]
+    def enqueued(results: list, calls: list) -> list:
+        """Per client of an `enqueue`, in its order: None (skipped: offline, or deleted) or the headers dropped
+        by the cap."""
+        per_client = [None] * sum(len(positions) for _, positions in calls)
+        for at, positions in calls:
+            for i, r in zip(positions, results[at]):
+                per_client[i] = None if r == 0 else r
+        return per_client
+
+    def hold(self, client_id: str):
+        """A blocking connection for a poll of this client (on a cluster: to the master of its slot)."""
+        return self.pools.hold(keys.client_keys(client_id)["queue"])
+
+    def unblock(self, poller: str) -> None:
+        """Wakes the parked poll `poller` names (HeldConnection.poller_id)."""
+        self.pools.unblock(poller)
 
     def remove(self, pipe, client_id, app_id, tombstone_ttl: int) -> None:
         """Empties a deleted client's queues and leaves its tombstone, on a ScriptPipeline; `removed` reads
@@ -224,7 +244,7 @@ class Queues:
 
     def states(self, client_ids) -> list:
         """(online, queued, unacknowledged) of each client: its presence, and the lengths of its lists."""
-        pipe = self.commands.pipeline(transaction=False)
+        pipe = self.pools.commands.pipeline(transaction=False)
         for client_id in client_ids:
             k = keys.client_keys(client_id)
             pipe.exists(k["online"])
@@ -248,16 +268,21 @@ class Queues:
     def wait_and_take(self, conn, client_id, me, timeout: float, now_ms, limit, grace_ms, before=()) -> PollStep:
         """Parks on the queue, then takes what waits if `me` is still the client's poll, in one write: the
         wait moves the first message into inflight atomically, the take hands it out with any that followed.
-        `before`: commands sent ahead of the wait (their replies are dropped)."""
+        `before`: commands sent ahead of the wait (their replies are dropped; on a cluster, on their own)."""
         k = keys.client_keys(client_id)
         take_keys = [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]]
         take_args = [me, now_ms, limit, grace_ms]
-        try:
-            moved, reply = conn.execute_commands([
-                *before, ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT", timeout),
-                ("EVALSHA", self._take.sha, len(take_keys), *take_keys, *take_args)])[-2:]
-        except redis.exceptions.NoScriptError:  # Redis lost its scripts (a restart): load it, take again
-            moved, reply = True, self._take(keys=take_keys, args=take_args, client=conn)
+        replies = conn.execute_commands([
+            *conn.riders(before), ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT", timeout),
+            self._take.command(take_keys, take_args)], raise_on_error=False)
+        for reply in replies[:-1]:
+            if isinstance(reply, Exception):
+                raise reply
+        moved, reply = replies[-2:]
+        if isinstance(reply, NoScriptError):  # this server lacks the script (a restart, a failover): load, take
+            reply = self._take(keys=take_keys, args=take_args, client=conn)
+        elif isinstance(reply, Exception):
+            raise reply
         current, expired, entries, missed, ended = reply
         return PollStep(entries, [], expired, missed, current.decode(), ended=bool(ended), moved=moved is not None)
 

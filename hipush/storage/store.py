@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from .counters import COUNTER_FIELDS
 from .db import (COUNTER_TABLES, apps, clients, installation, jobs, messages, now_ms, push_topics, pushes,
-                 subscriptions, topics)
+                 schema_version, subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -292,6 +292,42 @@ class Store:
             query = query.where(pushes.c.push_time <= until)
         return self._push_page(query, start, limit)
 
+    # retention
+    def finished_pushes(self, status: int, counted_ends: bool, due_before: int, now: int, after: tuple,
+                        limit: int) -> list:
+        """Up to `limit` (push_time, id, message_id) of pushes with `status` due before `due_before` whose delivery
+        is over: expired, or (if `counted_ends`) every target counted as arrived, expired or failed. In
+        (push_time, id) order after `after`: a walk on the (status, push_time) index."""
+        outcomes = pushes.c.arrived + pushes.c.expired + pushes.c.failed
+        over = pushes.c.expires_at < now
+        if counted_ends:
+            over = sa.or_(over, sa.and_(outcomes >= pushes.c.target_num, outcomes >= pushes.c.sent))
+        last_time, last_id = after
+        query = (sa.select(pushes.c.push_time, pushes.c.id, pushes.c.message_id)
+                 .where(pushes.c.status == status, pushes.c.push_time < due_before, over,
+                        sa.or_(pushes.c.push_time > last_time,
+                               sa.and_(pushes.c.push_time == last_time, pushes.c.id > last_id)))
+                 .order_by(pushes.c.push_time, pushes.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]
+
+    def delete_pushes(self, push_ids: list, message_ids: set) -> dict:
+        """Deletes the pushes with their tag links, and those of `message_ids` no push is left of, in one short
+        transaction (every statement by key); returns the rows deleted per table. On MySQL at READ COMMITTED:
+        it then locks the rows it deletes and no gaps, so a publish inserting meanwhile never waits for it (at
+        REPEATABLE READ, the gap locks of its DELETEs deadlocked concurrent publishes)."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "mysql":
+                conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                deleted = {"push_topics": conn.execute(push_topics.delete().where(
+                    push_topics.c.push_id.in_(push_ids))).rowcount}
+                deleted["pushes"] = conn.execute(pushes.delete().where(pushes.c.id.in_(push_ids))).rowcount
+                deleted["messages"] = conn.execute(messages.delete().where(
+                    messages.c.id.in_(list(message_ids)),
+                    ~sa.exists().where(pushes.c.message_id == messages.c.id))).rowcount
+        return deleted
+
     # topics (the REST API's tags)
     def topic_id(self, app_id: int, name: str, create: bool = False):
         query = sa.select(topics.c.id).where(topics.c.app_id == app_id, topics.c.name == name)
@@ -365,10 +401,11 @@ class Store:
                                  execution_options=NO_STATEMENT_CACHE)
 
     def reachable(self) -> bool:
-        """Whether the database answers at all (a failing statement may be its fault or the statement's)."""
+        """Whether the database answers at all (a failing statement may be its fault or the statement's): a read
+        of the one-row schema table, as cheap as SELECT 1, and on SQLite it reaches the file (SELECT 1 does not)."""
         try:
             with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+                conn.execute(sa.select(schema_version.c.version).limit(1))
         except sa.exc.SQLAlchemyError:
             return False
         return True

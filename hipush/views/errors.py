@@ -1,12 +1,12 @@
 """The one error handler: every failure becomes an ApiError rendered in SPEC §7's envelope."""
 import logging
 
-import redis
 import sqlalchemy.exc
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import ApiError, bad_param, internal, method_not_allowed, not_found, too_large, unavailable
+from ..storage.redis import UNAVAILABLE as REDIS_UNAVAILABLE
 from . import rest
 from .render import allow_any_origin, answer, legacy_error, to_json
 
@@ -31,7 +31,7 @@ def to_api_error(exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, HTTPException):
         return _HTTP.get(exc.code, lambda: bad_param(exc.description or exc.name))()
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
+    if isinstance(exc, REDIS_UNAVAILABLE):
         log.warning("redis unavailable: %s", exc)
         return unavailable("redis is unavailable, try again shortly")
     if isinstance(exc, sqlalchemy.exc.OperationalError) or (

@@ -1,7 +1,7 @@
 """Delivery to terminals that don't long-poll: e-mail by SMTP; sms, weixin, qq, ios by a webhook per type.
 
 `dispatch` (on the publishing path) only queues: one job per terminal in the
-terminal type's reliable Redis queue (queue.py). A type with no configured
+terminal type's reliable Redis queue (storage/routes.py). A type with no configured
 route, and an e-mail terminal without a usable address, is counted failed at
 once. Every worker's `drain` (a periodic job, each second) claims due jobs
 while it has free delivery slots; each claimed job is delivered in its own
@@ -20,8 +20,8 @@ import threading
 from collections import defaultdict
 
 from ...storage.db import now_ms
+from ...storage.routes import Claimed, job_id
 from .base import Delivery, Permanent, Retry
-from .queue import Claimed, DeliveryQueue, job_id
 from .smtp import SmtpRoute
 from .webhook import WebhookRoute, session
 
@@ -58,11 +58,12 @@ def build(settings) -> dict:
 
 
 class Routes:
-    def __init__(self, commands, stats, settings, routes: dict = None):
-        """settings: config.RouteSettings; routes: {terminal_type: route} (default: built from settings)."""
+    def __init__(self, queue, stats, settings, routes: dict = None):
+        """queue: storage.routes.DeliveryQueue; settings: config.RouteSettings; routes: {terminal_type: route}
+        (default: built from settings)."""
         self.stats = stats
         self.settings = settings
-        self.queue = DeliveryQueue(commands)
+        self.queue = queue
         self.routes = build(settings) if routes is None else routes
         # one delivery may take this long; its lease outlasts it, so no other worker takes a job still in hand
         self.deadline = 3 * settings.timeout

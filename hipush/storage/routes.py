@@ -18,7 +18,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from ...storage import keys
+from . import keys
 
 ADD_BATCH = 500
 
@@ -87,17 +87,18 @@ def job_id(push_id: int, client_id: str) -> str:
 
 
 class DeliveryQueue:
-    def __init__(self, commands):
-        self.commands = commands
-        self._add = commands.register_script(_ADD)
-        self._claim = commands.register_script(_CLAIM)
-        self._finish = commands.register_script(_FINISH)
-        self._retry = commands.register_script(_RETRY)
+    def __init__(self, pools):
+        self.pools = pools
+        self.commands = pools.commands
+        self._add = pools.register_script(_ADD)
+        self._claim = pools.register_script(_CLAIM)
+        self._finish = pools.register_script(_FINISH)
+        self._retry = pools.register_script(_RETRY)
 
     def add(self, push_id: int, expires_at: int, body_json: str, jobs_by_type: dict, now: int) -> int:
         """jobs_by_type: {terminal_type: [(job id, job dict)]}. Stores the push's body (until it expires)
         and the jobs, each due now; a job id already queued is not queued again. Returns how many were added."""
-        pipe = self.commands.pipeline(transaction=False)
+        pipe = self.pools.pipeline()
         pipe.set(keys.route_body(push_id), body_json, px=max(expires_at - now, 0) + 60_000)
         for terminal_type, jobs in jobs_by_type.items():
             k = keys.route_keys(terminal_type)
@@ -105,7 +106,7 @@ class DeliveryQueue:
                 args = [now]
                 for jid, job in jobs[start:start + ADD_BATCH]:
                     args += [jid, json.dumps(job, ensure_ascii=False, separators=(",", ":"))]
-                self._add(keys=[k["due"], k["jobs"]], args=args, client=pipe)
+                pipe.script(self._add, [k["due"], k["jobs"]], args)
         return sum(pipe.execute()[1:])
 
     def claim(self, terminal_type: str, limit: int, now: int, lease_ms: int) -> list:
@@ -132,7 +133,7 @@ class DeliveryQueue:
         push_ids = list(push_ids)
         if not push_ids:
             return {}
-        values = self.commands.mget([keys.route_body(p) for p in push_ids])
+        values = self.pools.mget([keys.route_body(p) for p in push_ids])
         return {p: json.loads(v) if v is not None else None for p, v in zip(push_ids, values)}
 
     def pending(self, terminal_type: str) -> int:
