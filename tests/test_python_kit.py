@@ -24,11 +24,13 @@ KIT = ROOT / "clients" / "python"
 def kit_venv():
     """A fresh venv in a scratch directory with the kit pip-installed from the checkout; built once a run."""
     scratch = Path(tempfile.mkdtemp(prefix="hp-kit-", dir="/tmp"))
-    subprocess.run([sys.executable, "-m", "venv", str(scratch / "venv")], check=True, timeout=120)
-    subprocess.run([str(scratch / "venv/bin/pip"), "install", "-q", str(KIT)], cwd=scratch, check=True,
-                   timeout=300)
-    yield scratch
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(scratch / "venv")], check=True, timeout=120)
+        subprocess.run([str(scratch / "venv/bin/pip"), "install", "-q", str(KIT)], cwd=scratch, check=True,
+                       timeout=300)
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def hipush(scratch, *args, env=None, **kwargs):
