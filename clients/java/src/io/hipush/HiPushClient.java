@@ -59,6 +59,7 @@ public final class HiPushClient {
     private volatile State state = State.DISCONNECTED;
     private volatile int session;  // bumped by connect() and disconnect(): a stale loop sees a newer one
     private volatile HttpURLConnection request;  // the request under way, to abort it
+    private volatile Thread pollThread;
     private final Object sleeper = new Object();
 
     // touched by the polling thread only
@@ -172,15 +173,18 @@ public final class HiPushClient {
             }
         }, "hipush-poll");
         thread.setDaemon(daemon);
+        pollThread = thread;
         thread.start();
     }
 
     /**
-     * Stops polling: ends the request under way and sends the last acknowledgement (a poll with timeout 0,
-     * which also releases the parked poll on the server).
+     * Stops polling: ends the request under way, waits (up to 10 s) for a running listener call to return, and
+     * sends the last acknowledgement (a poll with timeout 0, which also releases the parked poll on the
+     * server). Called from a listener, it returns at once and the polling thread does the rest.
      */
     public void disconnect() {
         boolean wasConnectedNow;
+        Thread thread;
         synchronized (this) {
             if (state == State.DISCONNECTED) {
                 return;
@@ -188,6 +192,7 @@ public final class HiPushClient {
             wasConnectedNow = state == State.CONNECTED;
             session++;
             state = State.DISCONNECTED;
+            thread = pollThread;
             HttpURLConnection running = request;
             if (running != null) {
                 running.disconnect();
@@ -196,23 +201,34 @@ public final class HiPushClient {
         synchronized (sleeper) {
             sleeper.notifyAll();
         }
-        Long ack = pendingAck();
-        String at = node != null ? node : server;
-        if (ack != null && clientId != null && token != null) {
+        if (wasConnectedNow) {
+            emit(new Emitter() {
+                public void call(HiPushListener l) {
+                    l.onDisconnected("disconnect() called");
+                }
+            });
+        }
+        if (thread != null && thread != Thread.currentThread()) {
             try {
-                Http.legacyResult(Http.exchange(at + "/comet/poll?" + pollQuery(0, ack), null, null,
-                        connectTimeoutMs, REQUEST_MARGIN_MS, null));
-                confirmAck(ack);
-            } catch (HiPushException e) {
-                emitError(e);  // the messages come again after the next connect()
+                thread.join(10000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             }
         }
-        if (wasConnectedNow) {
-            try {
-                listener.onDisconnected("disconnect() called");
-            } catch (RuntimeException e) {
-                emitError(new HiPushException("the listener failed: " + e, e));
-            }
+    }
+
+    /** The last acknowledgement, sent by the polling thread as it stops. */
+    private void flushAck() {
+        Long ack = pendingAck();
+        if (ack == null || clientId == null || token == null) {
+            return;
+        }
+        try {
+            Http.legacyResult(Http.exchange((node != null ? node : server) + "/comet/poll?" + pollQuery(0, ack), null,
+                    null, connectTimeoutMs, REQUEST_MARGIN_MS, null));
+            confirmAck(ack);
+        } catch (HiPushException e) {
+            emitError(e);  // the messages come again after the next connect(), and are shown again
         }
     }
 
@@ -238,6 +254,7 @@ public final class HiPushClient {
                 }
             }
         }
+        flushAck();
     }
 
     private void register() throws HiPushException {
