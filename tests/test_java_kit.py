@@ -78,14 +78,14 @@ def short_trace(text: str) -> str:
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_java_conformance(junit_results, scenario):
-    name = (f"ConformanceTest", f"{camel_case(scenario)}()")
+    name = ("ConformanceTest", f"{camel_case(scenario)}()")
     assert name in junit_results, f"no JUnit test {name[0]}.{name[1]} for the scenario {scenario!r}"
     assert junit_results[name] is None, junit_results[name]
 
 
-def test_java_admin_signing_and_json(junit_results):
+def test_java_admin_client_rules_signing_and_json(junit_results):
     others = {name: outcome for name, outcome in junit_results.items() if name[0] != "ConformanceTest"}
-    assert {cls for cls, _ in others} == {"AdminTest", "SigningTest"}
+    assert {cls for cls, _ in others} == {"AdminTest", "ClientBehaviourTest", "SigningTest"}
     assert {name: outcome for name, outcome in others.items() if outcome is not None} == {}
 
 

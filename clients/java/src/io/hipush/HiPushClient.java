@@ -178,9 +178,9 @@ public final class HiPushClient {
     }
 
     /**
-     * Stops polling: ends the request under way, waits (up to 10 s) for a running listener call to return, and
-     * sends the last acknowledgement (a poll with timeout 0, which also releases the parked poll on the
-     * server). Called from a listener, it returns at once and the polling thread does the rest.
+     * Stops polling: ends the poll parked on the server (a poll with timeout 0 that carries the acknowledgement),
+     * waits (up to 10 s) for a running listener call to return and sends the acknowledgement of what it
+     * processed. Called from a listener, it returns at once and the polling thread does the rest.
      */
     public void disconnect() {
         boolean wasConnectedNow;
@@ -209,6 +209,7 @@ public final class HiPushClient {
             });
         }
         if (thread != null && thread != Thread.currentThread()) {
+            finalPoll(true);  // a newer poll answers a parked one at once: the polling thread need not wait for it
             try {
                 thread.join(10000);
             } catch (InterruptedException e) {
@@ -217,16 +218,18 @@ public final class HiPushClient {
         }
     }
 
-    /** The last acknowledgement, sent by the polling thread as it stops. */
-    private void flushAck() {
+    /** A poll with timeout 0 carrying the last acknowledgement (if any: else only when {@code always}). */
+    private void finalPoll(boolean always) {
         Long ack = pendingAck();
-        if (ack == null || clientId == null || token == null) {
+        if ((ack == null && !always) || clientId == null || token == null) {
             return;
         }
         try {
             Http.legacyResult(Http.exchange((node != null ? node : server) + "/comet/poll?" + pollQuery(0, ack), null,
                     null, connectTimeoutMs, REQUEST_MARGIN_MS, null));
-            confirmAck(ack);
+            if (ack != null) {
+                confirmAck(ack);
+            }
         } catch (HiPushException e) {
             emitError(e);  // the messages come again after the next connect(), and are shown again
         }
@@ -254,7 +257,7 @@ public final class HiPushClient {
                 }
             }
         }
-        flushAck();
+        finalPoll(false);  // the acknowledgement of what the listener processed since
     }
 
     private void register() throws HiPushException {
