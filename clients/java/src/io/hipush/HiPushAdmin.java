@@ -99,18 +99,18 @@ public class HiPushAdmin {
     }
 
     private Object legacy(String path, String... nameValues) throws HiPushException {
-        return Http.legacyResult(post(path, pairs(nameValues), false));
+        return Http.legacyResult(post(path, Http.pairs(nameValues), false));
     }
 
     private Map<String, Object> rest(String path, String... nameValues) throws HiPushException {
-        return Http.restResult(post(path, pairs(nameValues), true));
+        return Http.restResult(post(path, Http.pairs(nameValues), true));
     }
 
     // ------------------------------------------------ legacy API (SPEC §3)
 
     /** /job/genId: a new job (groups messages for statistics); returns its job_id. */
     public long genJob(String name, String type) throws HiPushException {
-        return number(asMap(legacy("/job/genId", "name", name, "type", type)).get("job_id"));
+        return number(Http.asMap(legacy("/job/genId", "name", name, "type", type)).get("job_id"));
     }
 
     /** /publish/private: one message (msgType 0) to one client, queued for it while offline. */
@@ -128,7 +128,7 @@ public class HiPushAdmin {
 
     /** /message/save: a message to publish with publishMulti; returns its message_id. */
     public long saveMessage(long jobId, String content, int msgType) throws HiPushException {
-        return number(asMap(legacy("/message/save", "job_id", Long.toString(jobId), "msg_type",
+        return number(Http.asMap(legacy("/message/save", "job_id", Long.toString(jobId), "msg_type",
                 Integer.toString(msgType), "content", content)).get("message_id"));
     }
 
@@ -163,7 +163,7 @@ public class HiPushAdmin {
 
     /** /job/stats: job_id, name, type, sent, arrived, expired, failed, ... */
     public Map<String, Object> jobStats(long jobId) throws HiPushException {
-        return asMap(legacy("/job/stats", "job_id", Long.toString(jobId)));
+        return Http.asMap(legacy("/job/stats", "job_id", Long.toString(jobId)));
     }
 
     /** /user/revoke: every token of the client stops working. */
@@ -173,7 +173,7 @@ public class HiPushAdmin {
 
     /** /user/token, signed: a client's token, for apps with the signed token policy (hand it to the client). */
     public String clientToken(String clientId) throws HiPushException {
-        return (String) asMap(legacy("/user/token", "client_id", clientId)).get("token");
+        return (String) Http.asMap(legacy("/user/token", "client_id", clientId)).get("token");
     }
 
     // ------------------------------------------------ REST API (SPEC §4)
@@ -221,8 +221,8 @@ public class HiPushAdmin {
             throw new IllegalArgumentException("msg must be a String or a Map");
         }
         int msgType = o.msgType != null ? o.msgType : structured ? 1 : 0;
-        List<String[]> params = pairs(target);
-        params.addAll(pairs("msg_type", Integer.toString(msgType), "msg", structured ? Json.write(msg) : (String) msg,
+        List<String[]> params = Http.pairs(target);
+        params.addAll(Http.pairs("msg_type", Integer.toString(msgType), "msg", structured ? Json.write(msg) : (String) msg,
                 "push_time", o.pushTime, "expires_time", text(o.expiresTime), "job_id", text(o.jobId),
                 "online", text(o.online), "idempotency_key", o.idempotencyKey));
         return number(Http.restResult(post(path, params, true)).get("msg_id"));
@@ -284,7 +284,7 @@ public class HiPushAdmin {
 
     /** /manager/query_terminal: one terminal (client) and its live state. */
     public Map<String, Object> queryTerminal(String terminalId) throws HiPushException {
-        return asMap(rest("/manager/query_terminal", "terminal_id", terminalId).get("data"));
+        return Http.asMap(rest("/manager/query_terminal", "terminal_id", terminalId).get("data"));
     }
 
     /** /manager/query_terminals: the answer (total_num, data); tag, org, terminalType may be null. */
@@ -299,11 +299,11 @@ public class HiPushAdmin {
      * address, or with both lat and lng the location); returns the terminal as it is now.
      */
     public Map<String, Object> updateTerminal(String terminalId, Map<String, String> fields) throws HiPushException {
-        List<String[]> params = pairs("terminal_id", terminalId);
+        List<String[]> params = Http.pairs("terminal_id", terminalId);
         for (Map.Entry<String, String> field : fields.entrySet()) {
             params.add(new String[] {field.getKey(), field.getValue()});
         }
-        return asMap(Http.restResult(post("/manager/update_terminal", params, true)).get("data"));
+        return Http.asMap(Http.restResult(post("/manager/update_terminal", params, true)).get("data"));
     }
 
     /** /manager/del_terminal: deletes the terminals with their tags, tokens and waiting messages. */
@@ -312,14 +312,6 @@ public class HiPushAdmin {
     }
 
     // ------------------------------------------------ helpers
-
-    private static List<String[]> pairs(String... nameValues) {
-        List<String[]> pairs = new ArrayList<String[]>();
-        for (int i = 0; i < nameValues.length; i += 2) {
-            pairs.add(new String[] {nameValues[i], nameValues[i + 1]});
-        }
-        return pairs;
-    }
 
     private static List<String[]> withoutNulls(List<String[]> params) {
         List<String[]> pairs = new ArrayList<String[]>();
@@ -344,14 +336,6 @@ public class HiPushAdmin {
 
     private static String text(Object value) {
         return value == null ? null : value.toString();
-    }
-
-    @SuppressWarnings("unchecked")
-    private static Map<String, Object> asMap(Object value) throws HiPushException {
-        if (value instanceof Map) {
-            return (Map<String, Object>) value;
-        }
-        throw new HiPushException(HiPushException.INTERNAL, "unexpected answer: " + value, 200, 0);
     }
 
     private static long number(Object value) throws HiPushException {

@@ -267,7 +267,7 @@ public final class HiPushClient {
         for (Map.Entry<String, String> field : registration.entrySet()) {
             params.add(new String[] {field.getKey(), field.getValue()});
         }
-        clientId = (String) asMap(get(server, "/user/genId", params)).get("client_id");
+        clientId = (String) Http.asMap(get(server, "/user/genId", params)).get("client_id");
     }
 
     private void fetchToken() throws HiPushException {
@@ -285,7 +285,7 @@ public final class HiPushClient {
         if (appKey == null) {
             throw new HiPushException(HiPushException.AUTH_FAILED, "the token was refused and there is no way to fetch a new one", 401, 0);
         }
-        token = (String) asMap(get(server, "/user/token", pairs("client_id", clientId))).get("token");
+        token = (String) Http.asMap(get(server, "/user/token", Http.pairs("client_id", clientId))).get("token");
     }
 
     /** /service/hash, else /service/random, else the configured server itself. */
@@ -294,7 +294,7 @@ public final class HiPushClient {
             return server;
         }
         try {
-            String found = nodeUrl(get(server, "/service/hash", pairs("client_id", clientId)));
+            String found = nodeUrl(get(server, "/service/hash", Http.pairs("client_id", clientId)));
             // the node whose poll just failed is skipped once, unless it is the server that just answered
             if (found != null && (!found.equals(badNode) || found.equals(server))) {
                 return found;
@@ -360,7 +360,7 @@ public final class HiPushClient {
                 }
             });
         }
-        Map<String, Object> answer = asMap(result);
+        Map<String, Object> answer = Http.asMap(result);
         if (answer.get("missed") instanceof Number) {
             missed += ((Number) answer.get("missed")).longValue();
         }
@@ -370,7 +370,7 @@ public final class HiPushClient {
                 return;
             }
             if (message instanceof Map) {
-                dispatch(new HiPushMessage(asMap(message)));
+                dispatch(new HiPushMessage(Http.asMap(message)));
             }
         }
         // a long poll answered empty long before its timeout was replaced by a newer poll of the same
@@ -478,7 +478,7 @@ public final class HiPushClient {
     }
 
     private String pollQuery(int timeout, Long ack) {
-        List<String[]> params = pairs("client_id", clientId, "token", token, "timeout", Integer.toString(timeout));
+        List<String[]> params = Http.pairs("client_id", clientId, "token", token, "timeout", Integer.toString(timeout));
         if (ack != null) {
             params.add(new String[] {"ack", Long.toString(ack)});
         }
@@ -520,22 +520,6 @@ public final class HiPushClient {
         } catch (RuntimeException ignored) {
             // nothing left to tell
         }
-    }
-
-    private static List<String[]> pairs(String... nameValues) {
-        List<String[]> pairs = new ArrayList<String[]>();
-        for (int i = 0; i < nameValues.length; i += 2) {
-            pairs.add(new String[] {nameValues[i], nameValues[i + 1]});
-        }
-        return pairs;
-    }
-
-    @SuppressWarnings("unchecked")
-    private static Map<String, Object> asMap(Object value) throws HiPushException {
-        if (value instanceof Map) {
-            return (Map<String, Object>) value;
-        }
-        throw new HiPushException(HiPushException.INTERNAL, "unexpected answer: " + value, 200, 0);
     }
 
     private static byte[] randomBytes(int n) {

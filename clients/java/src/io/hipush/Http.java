@@ -6,6 +6,8 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.HttpURLConnection;
 import java.net.URL;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 
 /** One HTTP exchange through HttpURLConnection, and how answers and failures look (not a public API). */
@@ -119,6 +121,24 @@ final class Http {
             text = raw.isEmpty() ? "HTTP " + answer.status : raw.substring(0, Math.min(200, raw.length()));
         }
         return new HiPushException(number, text, answer.status, answer.retryAfter);
+    }
+
+    /** (name, value) pairs from name, value, name, value, ... */
+    static List<String[]> pairs(String... nameValues) {
+        List<String[]> pairs = new ArrayList<String[]>();
+        for (int i = 0; i < nameValues.length; i += 2) {
+            pairs.add(new String[] {nameValues[i], nameValues[i + 1]});
+        }
+        return pairs;
+    }
+
+    /** A JSON object of an answer, else the failure of an answer the server would not give. */
+    @SuppressWarnings("unchecked")
+    static Map<String, Object> asMap(Object value) throws HiPushException {
+        if (value instanceof Map) {
+            return (Map<String, Object>) value;
+        }
+        throw new HiPushException(HiPushException.INTERNAL, "unexpected answer: " + value, 200, 0);
     }
 
     /** "http://host" from whatever the user gave ("host:8080", "http://host/", ...). */

@@ -52,14 +52,9 @@ final class LiveServer {
     }
 
     /** R of a client call (unsigned GET) of the session's server. */
-    @SuppressWarnings("unchecked")
     static java.util.Map<String, Object> call(String path, String... nameValues) throws HiPushException {
-        List<String[]> pairs = new ArrayList<String[]>();
-        for (int i = 0; i < nameValues.length; i += 2) {
-            pairs.add(new String[] {nameValues[i], nameValues[i + 1]});
-        }
-        return (java.util.Map<String, Object>) Http.legacyResult(Http.exchange(
-                SERVER + path + "?" + Signing.formEncode(pairs), null, null, 5000, 30000, null));
+        return Http.asMap(Http.legacyResult(Http.exchange(
+                SERVER + path + "?" + Signing.formEncode(Http.pairs(nameValues)), null, null, 5000, 30000, null)));
     }
 
     /** A new client of the app, registered without polling; returns its id. */
