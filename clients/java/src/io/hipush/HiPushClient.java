@@ -255,6 +255,10 @@ public final class HiPushClient {
                 if (session == mine) {
                     fail(mine, e, polling);
                 }
+            } catch (RuntimeException e) {  // e.g. from an HttpURLConnection aborted by disconnect(): never die silently
+                if (session == mine) {
+                    fail(mine, new HiPushException("unexpected failure: " + e, e), polling);
+                }
             }
         }
         finalPoll(false);  // the acknowledgement of what the listener processed since
