@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conformance import SCENARIOS, camel_case
+from hipush.openapi import CALLS
 from support import ROOT, Api, Server, free_port
 
 JAVA_DIR = ROOT / "clients" / "java"
@@ -92,6 +93,11 @@ def test_java_admin_client_rules_signing_and_json(junit_results):
 def test_every_java_conformance_test_is_a_scenario(junit_results):
     methods = {method for cls, method in junit_results if cls == "ConformanceTest"}
     assert methods == {f"{camel_case(s)}()" for s in SCENARIOS}
+
+
+def test_hipush_admin_has_every_backend_call():
+    source = (JAVA_DIR / "src" / "io" / "hipush" / "HiPushAdmin.java").read_text()
+    assert [path for path, (*_, kind) in CALLS.items() if kind != "client" and f'"{path}"' not in source] == []
 
 
 THREE_LINES = """import io.hipush.*;
