@@ -210,7 +210,7 @@ public class HiPushAdmin {
 
     /** /push/geo: to the clients last seen within radius metres of (lat, lng). */
     public long pushGeo(double lat, double lng, long radius, Object msg, PushOptions options) throws HiPushException {
-        return push("/push/geo", msg, options, "lat", Double.toString(lat), "lng", Double.toString(lng), "radius",
+        return push("/push/geo", msg, options, "lat", decimal(lat), "lng", decimal(lng), "radius",
                 Long.toString(radius));
     }
 
@@ -332,6 +332,11 @@ public class HiPushAdmin {
             out.append(out.length() > 0 ? "," : "").append(value);
         }
         return out.toString();
+    }
+
+    /** A coordinate as plain decimal text (Double.toString would write 1.0E-5). */
+    private static String decimal(double value) {
+        return java.math.BigDecimal.valueOf(value).toPlainString();
     }
 
     private static String text(Object value) {
