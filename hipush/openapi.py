@@ -306,7 +306,7 @@ CALLS = {
                                      f"{REST_SIGNED} terminal_id {TERMINAL}", {"data": TERMINAL_ROW},
                                      "auth not_found"),
     "/manager/del_terminal": Call("Delete terminals with their tags, tokens and waiting messages", "POST", "app",
-                                  f"{REST_SIGNED} terminal_ids", {}, "auth"),
+                                  f"{REST_SIGNED} terminal_ids", {}, "auth not_found"),
 }
 
 
