@@ -56,7 +56,7 @@ def page_of(row: dict) -> dict:
 CLIENT_ID_RE = "[0-9a-f]{32}"
 APP_KEY = pattern("[0-9a-f]{24}")
 TOPIC_RE = f"[A-Za-z0-9_.:@-]{{1,{L.NAME_CHARS}}}"
-ID = integer(0, 10**18 - 1)  # job, message and delivery ids: up to 18 decimal digits
+ID = integer(0, 10**18 - 1, examples=[1])  # job, message and delivery ids: up to 18 decimal digits
 COUNT = {"type": "integer", "minimum": 0}
 TIME_TEXT = nullable({"type": "string", "description": "YYYY-MM-DD HH:MM:SS in the server's time zone"})
 OK_TEXT = {"const": "OK"}
@@ -83,8 +83,9 @@ PARAMS = {
     # authentication (the signature itself, `sign`, and a client's `token` are security schemes)
     "app_key": Param(APP_KEY, "the app's key (`python app.py create-app NAME` prints it)", "5f2c9a41d7e08b36c1a4f9e2"),
     "appkey": Param(APP_KEY, "the seed's other spelling of app_key", "5f2c9a41d7e08b36c1a4f9e2"),
-    "sign_method": Param({"type": "string", "enum": ["md5", "hmac-sha256"], "default": "md5"},
-                         "how `sign` was made; hmac-sha256 also needs timestamp and nonce", "md5"),
+    "sign_method": Param({"type": "string", "enum": ["md5", "hmac-sha256"]},
+                         "how `sign` was made (absent: md5); hmac-sha256 also needs timestamp and nonce",
+                         "hmac-sha256"),
     "timestamp": Param(pattern("[0-9]{1,12}"), f"unix seconds, within {TIMESTAMP_SKEW} s of the server's clock "
                                               "(hmac-sha256 only)", "1796000000"),
     "nonce": Param(text(L.NAME_CHARS), "used once within 10 minutes (hmac-sha256 only)", "3b1f0c9e"),
@@ -167,18 +168,25 @@ class Error(NamedTuple):
     http_status: int
     code: int
     meaning: str
+    reason: str  # an example of the human-readable reason the answer carries
 
 
 ERRORS = {
-    "bad_param": Error(403, E.ERROR_BAD_PARAM, "a parameter is missing, malformed, out of range or given twice"),
-    "auth": Error(401, E.ERROR_AUTH, "authentication failed: sign, token or app_key"),
-    "not_found": Error(404, E.ERROR_NOT_FOUND, "no such object (or it belongs to another app)"),
-    "method": Error(405, E.ERROR_METHOD, "HTTP method not allowed (the Allow header names those allowed)"),
-    "timeout": Error(408, E.ERROR_BAD_PARAM, "the request body came too slowly"),
-    "too_large": Error(413, E.ERROR_TOO_LARGE, "a value, the query string or the body is over its limit"),
-    "rate": Error(429, E.ERROR_RATE_LIMITED, "rate limited: retry after Retry-After seconds"),
-    "internal": Error(500, E.ERROR_INTERNAL, "internal server error"),
-    "unavailable": Error(503, E.ERROR_UNAVAILABLE, "Redis or the database is unavailable, or the node is stopping"),
+    "bad_param": Error(403, E.ERROR_BAD_PARAM, "a parameter is missing, malformed, out of range or given twice",
+                       "missing parameter: msg_type"),
+    "auth": Error(401, E.ERROR_AUTH, "authentication failed: sign, token or app_key", "wrong sign"),
+    "not_found": Error(404, E.ERROR_NOT_FOUND, "no such object (or it belongs to another app)", "no such message"),
+    "method": Error(405, E.ERROR_METHOD, "HTTP method not allowed (the Allow header names those allowed)",
+                    "HTTP method not allowed"),
+    "timeout": Error(408, E.ERROR_BAD_PARAM, "the request body came too slowly",
+                     "the request body did not arrive within 10 s"),
+    "too_large": Error(413, E.ERROR_TOO_LARGE, "a value, the query string or the body is over its limit",
+                       f"msg is longer than {LIMITS.content_bytes} bytes"),
+    "rate": Error(429, E.ERROR_RATE_LIMITED, "rate limited: retry after Retry-After seconds",
+                  f"rate limit of {Config.publish_rate} calls per 1 s reached"),
+    "internal": Error(500, E.ERROR_INTERNAL, "internal server error", "internal server error"),
+    "unavailable": Error(503, E.ERROR_UNAVAILABLE, "Redis or the database is unavailable, or the node is stopping",
+                         "redis is unavailable, try again shortly"),
 }
 COMMON_ERRORS = "bad_param method too_large internal unavailable"
 
@@ -351,10 +359,11 @@ def _error_responses() -> dict:
     responses = {}
     for envelope in ("legacy", "legacy+jsonp", "rest"):
         for error in ERRORS.values():
+            reason = {"type": "string", "examples": [error.reason]}
             if envelope == "rest":
-                body = obj(status={"const": 0}, error_code={"const": error.code}, error={"type": "string"})
+                body = obj(status={"const": 0}, error_code={"const": error.code}, error=reason)
             else:
-                body = obj(error={"const": error.code}, reason={"type": "string"})
+                body = obj(error={"const": error.code}, reason=reason)
             responses[f"{envelope.replace('+', '_')}_{error.http_status}"] = {
                 "description": f"{error.code}: {error.meaning}", "content": _content(envelope, body)}
     return responses
@@ -373,18 +382,22 @@ def _operation(path: str, call: Call, method: str) -> dict:
     operation = {"summary": call.summary, "operationId": f"{method}{path.replace('/', '_')}",
                  "tags": [{"app": "REST API", "signature": "legacy admin API"}.get(call.auth, "clients")],
                  "security": AUTH[call.auth], "responses": _responses(call, method)}
+    # Swagger UI's "Try it out" fills in a parameter's `example` and a body's: only the required ones get
+    # them there, so that a tried call sends no optional parameter unasked (an example sign_method, say, next
+    # to HTTP Basic would be refused); every parameter's schema has its `examples`.
     if method == "get":
         operation["parameters"] = [
             {"name": name, "in": "query", "required": required, "description": param.description,
-             "schema": param.schema, "example": param.example,
+             "schema": {**param.schema, "examples": [param.example]}, **({"example": param.example} if required else {}),
              **({"style": "form", "explode": True} if param.schema.get("type") == "array" else {})}
             for name, param, required in params]
     elif params:
         body = {"type": "object", "properties": {name: _schema(param) for name, param, _ in params},
                 "required": [name for name, _, required in params if required]}
-        media = {"application/x-www-form-urlencoded": {"schema": body}}
+        example = {name: param.example for name, param, required in params if required}
+        media = {"application/x-www-form-urlencoded": {"schema": body, "example": example}}
         if call.auth == "app":
-            media["application/json"] = {"schema": body}
+            media["application/json"] = {"schema": body, "example": example}
         operation["requestBody"] = {"required": bool(body["required"]), "content": media}
     return operation
 
