@@ -402,15 +402,30 @@ def _operation(path: str, call: Call, method: str) -> dict:
     return operation
 
 
+TAGS = [  # the groups of calls, in the order /docs shows them
+    {"name": "clients", "description": "Web and comet node calls that clients (browsers, apps, devices) make: "
+                                       "unsigned, or with the client's token"},
+    {"name": "legacy admin API", "description": "The seed's calls for app backends, signed (SPEC §3)"},
+    {"name": "REST API", "description": "Pushes, tags, timers and terminals for app backends, signed or with "
+                                        "HTTP Basic (SPEC §4)"},
+]
+DESCRIPTION = """Self-hosted push service. Clients get an id and a token on the web node and long-poll the comet node;
+app backends push through the legacy admin API or the REST API.
+
+GET takes a query string, POST a form body (the REST API also a JSON object). Answers: legacy
+`{"ok": true, "result": ...}` or `{"error": CODE, "reason": ...}`; REST `{"status": 1, ...}` or
+`{"status": 0, "error_code": CODE, "error": ...}`, with the HTTP status of the error.
+
+Calls with a lock need credentials. **Authorize** takes HTTP Basic (app_key, app_secret) for the REST API,
+a client's token, or a `sign` made by an SDK: a signature covers every parameter, so it fits one call only.
+Signing and the long-poll protocol are explained in the README."""
+
+
 def document() -> dict:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "hipush", "version": "1.0.0", "description": (
-            "Self-hosted push service. Clients get an id and a token on the web node and long-poll the comet "
-            "node; app backends push through the legacy admin API (signed) or the REST API (signed or HTTP "
-            "Basic). GET takes a query string, POST a form body (the REST API also a JSON object). Answers: "
-            "legacy `{\"ok\": true, \"result\": ...}` or `{\"error\": CODE, \"reason\": ...}`; REST "
-            "`{\"status\": 1, ...}` or `{\"status\": 0, \"error_code\": CODE, \"error\": ...}`.")},
+        "info": {"title": "hipush", "version": "1.0.0", "description": DESCRIPTION},
+        "tags": TAGS,
         "paths": {path: {method.lower(): _operation(path, call, method.lower()) for method in call.methods.split()}
                   for path, call in CALLS.items()},
         "components": {"securitySchemes": SECURITY_SCHEMES, "responses": _error_responses()},
