@@ -10,6 +10,7 @@ Limits come from hipush.limits, config.Limits and config.Config, which the check
 """
 from typing import NamedTuple
 
+from hipush_client import protocol
 from hipush_client.protocol import NOTIFICATION_FIELDS, TERMINAL_TYPES, TIMESTAMP_SKEW
 
 from . import errors as E
@@ -53,9 +54,9 @@ def page_of(row: dict) -> dict:
     return {"total_num": {"type": "integer", "minimum": 0}, "data": {"type": "array", "items": row}}
 
 
-CLIENT_ID_RE = "[0-9a-f]{32}"
+CLIENT_ID_RE = protocol.CLIENT_ID_RE.pattern
+TOPIC_RE = f"{protocol.TOPIC_RE.pattern.rstrip('+')}{{1,{L.NAME_CHARS}}}"  # one topic (tag) name
 APP_KEY = pattern("[0-9a-f]{24}")
-TOPIC_RE = f"[A-Za-z0-9_.:@-]{{1,{L.NAME_CHARS}}}"
 ID = integer(0, 10**18 - 1, examples=[1])  # job, message and delivery ids: up to 18 decimal digits
 COUNT = {"type": "integer", "minimum": 0}
 TIME_TEXT = nullable({"type": "string", "description": "YYYY-MM-DD HH:MM:SS in the server's time zone"})
@@ -65,8 +66,9 @@ MESSAGE = obj(id=ID, msg_id=ID, job_id=nullable(ID), msg_type=integer(0, 1),
               content={"type": ["string", "object"]}, ts={"type": "integer", "description": "unix ms"})
 PUSH_ROW = obj(msg_id=ID, msg={"type": ["string", "object"]}, msg_type=integer(0, 1), status=integer(0, 4),
                send_time=TIME_TEXT)
+TERMINAL_TYPE = {"type": "string", "enum": list(TERMINAL_TYPES)}
 TERMINAL_ROW = obj(
-    terminal_id=pattern(CLIENT_ID_RE), device_id={"type": "string"}, terminal_type={"type": "string", "enum": list(TERMINAL_TYPES)},
+    terminal_id=pattern(CLIENT_ID_RE), device_id={"type": "string"}, terminal_type=TERMINAL_TYPE,
     org=nullable({"type": "string"}), address=nullable({"type": "string"}), lat=nullable({"type": "number"}),
     lng=nullable({"type": "number"}), create_time=TIME_TEXT, online={"type": "boolean"}, queued_num=COUNT,
     unacked_num=COUNT)
@@ -92,7 +94,7 @@ PARAMS = {
     "callback": Param(pattern(L.JSONP_CALLBACK_RE.pattern), "JSONP: the answer is `callback(json);`, "
                                                             "as application/javascript", "onHipush"),
     # clients
-    "device_id": Param(text(L.DEVICE_ID_CHARS, pattern="^[\\x21-\\x7e]+$"),
+    "device_id": Param(text(L.DEVICE_ID_CHARS, pattern=f"^{protocol.DEVICE_ID_RE.pattern}$"),
                        "the device's own id: printable ASCII without spaces", "device-42"),
     "client_id": Param(pattern(CLIENT_ID_RE), "a client id from /user/genId", "0f5e9c7d2b1a4c3e8d6f7a9b0c1d2e3f"),
     "terminal_id": Param(pattern(CLIENT_ID_RE), "a client id (a terminal in the REST API)",
@@ -100,7 +102,7 @@ PARAMS = {
     "terminal_ids": Param(comma_list(CLIENT_ID_RE, LIMITS.terminal_ids),
                           f"comma list of 1 to {LIMITS.terminal_ids} client ids",
                           "0f5e9c7d2b1a4c3e8d6f7a9b0c1d2e3f,9a8b7c6d5e4f30211203f4e5d6c7b8a9"),
-    "terminal_type": Param({"type": "string", "enum": list(TERMINAL_TYPES)}, "how the client is reached; a new client is `web`",
+    "terminal_type": Param(TERMINAL_TYPE, "how the client is reached; a new client is `web`",
                            "android"),
     "terminal_types": Param(comma_list(f"(?:{'|'.join(TERMINAL_TYPES)})", L.MAX_LIST_ITEMS, star=True),
                             "comma list of terminal types, or `*` (default) for all", "android,web"),
@@ -388,7 +390,8 @@ def _operation(path: str, call: Call, method: str) -> dict:
     if method == "get":
         operation["parameters"] = [
             {"name": name, "in": "query", "required": required, "description": param.description,
-             "schema": {**param.schema, "examples": [param.example]}, **({"example": param.example} if required else {}),
+             "schema": {**param.schema, "examples": [param.example]},
+             **({"example": param.example} if required else {}),
              **({"style": "form", "explode": True} if param.schema.get("type") == "array" else {})}
             for name, param, required in params]
     elif params:
