@@ -5,7 +5,8 @@ Tables first, then the small builders that turn them into the document:
   the same thing in every call that takes it; the few exceptions are a call's `variants`.
 - ERRORS: every failure a call can answer (SPEC §7), by name; every call may answer COMMON_ERRORS.
 - AUTH: how a call is authenticated, as alternatives of SECURITY_SCHEMES.
-- CALLS: one Call per path. Adding an endpoint is one entry there (plus PARAMS for new parameter names).
+- CALLS: one Call per path. Adding an endpoint is one entry there (plus PARAMS for new parameter names); one
+  that answers outside the API's envelopes (a health check, metrics, an event stream) names its `media`.
 Limits come from hipush.limits, config.Limits and config.Config, which the checks use too: they cannot drift.
 """
 from typing import NamedTuple
@@ -224,9 +225,9 @@ class Call(NamedTuple):
     result: dict  # the success body's `result` (legacy API), or its fields besides `status` (REST API)
     errors: str = ""  # names in ERRORS that the call may answer besides COMMON_ERRORS
     variants: dict = {}  # name: Param, where this call's parameter differs from PARAMS'
+    media: str = ""  # a success body in no envelope: `result` is its whole schema, of this media type
 
 
-CLIENT_ERRORS = "rate"  # per client IP
 CALLS = {
     # web node: clients (SPEC §3), unsigned
     "/user/genId": Call("A client id for a device of an app (a device registered before keeps its attributes)",
@@ -350,6 +351,8 @@ def _content(envelope: str, schema: dict) -> dict:
 
 
 def _success(call: Call) -> dict:
+    if call.media:
+        return {"description": "success", "content": {call.media: {"schema": call.result}}}
     envelope = _envelope(call)
     body = obj(status={"const": 1}, **call.result) if envelope == "rest" else obj(ok={"const": True},
                                                                                   result=call.result)

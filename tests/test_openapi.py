@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
 import hipush
-from hipush import errors
+from hipush import errors, openapi
 
 EXAMPLES = int(os.environ.get("HIPUSH_FUZZ_EXAMPLES", "15"))
 DERANDOMIZE = os.environ.get("HIPUSH_FUZZ_RANDOM") != "1"
@@ -73,6 +73,15 @@ def test_every_documented_error_code_is_one_of_hipush_errors(document):
         for operation in operations.values():
             assert set(operation["responses"]) >= {"200", "403", "500", "503"}
             assert "security" in operation
+
+
+def test_a_call_outside_the_envelopes_is_described_by_its_media_type():
+    """How an endpoint like a health check or a metrics page goes into openapi.CALLS."""
+    call = openapi.Call("Metrics", "GET", "none", "", {"type": "string"}, media="text/plain")
+    operation = openapi._operation("/metrics", call, "get")
+    assert operation["responses"]["200"]["content"] == {"text/plain": {"schema": {"type": "string"}}}
+    assert operation["parameters"] == [] and operation["security"] == []
+    assert operation["responses"]["503"] == {"$ref": "#/components/responses/legacy_503"}
 
 
 def test_auth_schemes_name_the_ways_a_call_is_authenticated(document):
