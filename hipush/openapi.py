@@ -65,7 +65,8 @@ OK_TEXT = {"const": "OK"}
 NODE = obj(ip={"type": "string"}, port=integer(1, 65535))
 MESSAGE = obj(id=ID, msg_id=ID, job_id=nullable(ID), msg_type=integer(0, 1),
               content={"type": ["string", "object"]}, ts={"type": "integer", "description": "unix ms"})
-PUSH_ROW = obj(msg_id=ID, msg={"type": ["string", "object"]}, msg_type=integer(0, 1), status=integer(0, 4),
+STATUS = integer(0, 4, description="0 sent, 1 waiting, 2 sending, 3 failed, 4 cancelled")
+PUSH_ROW = obj(msg_id=ID, msg={"type": ["string", "object"]}, msg_type=integer(0, 1), status=STATUS,
                send_time=TIME_TEXT)
 TERMINAL_TYPE = {"type": "string", "enum": list(TERMINAL_TYPES)}
 TERMINAL_ROW = obj(
@@ -157,6 +158,7 @@ PARAMS = {
 }
 # parameters taken by every call of a kind
 SIGNED = "app_key ?sign_method ?timestamp ?nonce"
+TOPIC_SIGNED = "?app_key ?appkey ?sign_method ?timestamp ?nonce"  # app_key or the seed's appkey
 REST_SIGNED = "?app_key ?sign_method ?timestamp ?nonce"
 PUSH = "msg_type msg ?push_time ?expires_time ?job_id ?online ?idempotency_key"
 PAGE = "?start ?limit"
@@ -260,10 +262,10 @@ CALLS = {
                            "auth not_found rate",
                            {"topic": Param(pattern(f"\\*|{TOPIC_RE}"), "a topic, or `*` for every client", "*")}),
     "/topic/subscribe": Call("Subscribe clients to a topic", "GET POST", "signature",
-                             "?app_key ?appkey ?sign_method ?timestamp ?nonce client_id topic", OK_TEXT,
+                             f"{TOPIC_SIGNED} client_id topic", OK_TEXT,
                              "auth not_found rate", SUBSCRIBERS),
     "/topic/unsubscribe": Call("Unsubscribe clients from a topic", "GET POST", "signature",
-                               "?app_key ?appkey ?sign_method ?timestamp ?nonce client_id topic", OK_TEXT,
+                               f"{TOPIC_SIGNED} client_id topic", OK_TEXT,
                                "auth not_found rate", SUBSCRIBERS),
     "/job/stats": Call("A job's counts: sent, arrived, expired, failed", "GET POST", "signature",
                        f"{SIGNED} job_id",
@@ -285,9 +287,7 @@ CALLS = {
                       f"{REST_SIGNED} lat lng radius {PUSH}", {"msg_id": ID}, "auth not_found rate"),
     "/manager/query_msg_status": Call(
         "Status and counts of a message's pushes", "GET POST", "app", f"{REST_SIGNED} msg_id",
-        page_of(obj(msg_id=ID, delivery_id=ID, status=integer(0, 4, description="0 sent, 1 waiting, 2 sending, "
-                                                                                "3 failed, 4 cancelled"),
-                    send_time=TIME_TEXT, push_time=TIME_TEXT, target_num=COUNT, sent_num=COUNT, arrived_num=COUNT,
+        page_of(obj(msg_id=ID, delivery_id=ID, status=STATUS, send_time=TIME_TEXT, push_time=TIME_TEXT, target_num=COUNT, sent_num=COUNT, arrived_num=COUNT,
                     expired_num=COUNT, failed_num=COUNT)), "auth not_found"),
     "/manager/query_tag_msgs": Call("A tag's push history, newest first", "GET POST", "app",
                                     f"{REST_SIGNED} tag ?range_start ?range_end {PAGE}", page_of(PUSH_ROW),
