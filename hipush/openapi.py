@@ -287,8 +287,9 @@ CALLS = {
                       f"{REST_SIGNED} lat lng radius {PUSH}", {"msg_id": ID}, "auth not_found rate"),
     "/manager/query_msg_status": Call(
         "Status and counts of a message's pushes", "GET POST", "app", f"{REST_SIGNED} msg_id",
-        page_of(obj(msg_id=ID, delivery_id=ID, status=STATUS, send_time=TIME_TEXT, push_time=TIME_TEXT, target_num=COUNT, sent_num=COUNT, arrived_num=COUNT,
-                    expired_num=COUNT, failed_num=COUNT)), "auth not_found"),
+        page_of(obj(msg_id=ID, delivery_id=ID, status=STATUS, send_time=TIME_TEXT, push_time=TIME_TEXT,
+                    target_num=COUNT, sent_num=COUNT, arrived_num=COUNT, expired_num=COUNT, failed_num=COUNT)),
+        "auth not_found"),
     "/manager/query_tag_msgs": Call("A tag's push history, newest first", "GET POST", "app",
                                     f"{REST_SIGNED} tag ?range_start ?range_end {PAGE}", page_of(PUSH_ROW),
                                     "auth not_found"),
