@@ -51,6 +51,7 @@ def _for_this_worker(redis_url: str, database_url: str) -> tuple:
 TEST_REDIS_URL, TEST_DATABASE_URL = _for_this_worker(os.environ.get("HIPUSH_TEST_REDIS_URL", ""),
                                                      os.environ.get("HIPUSH_TEST_DATABASE_URL", ""))
 TEST_REDIS_CLUSTER = os.environ.get("HIPUSH_TEST_REDIS_CLUSTER") == "1"
+CHROMIUM = "/usr/bin/chromium"
 
 
 def pytest_configure(config):
@@ -197,3 +198,26 @@ def store(test_config):
     db.ensure_schema(engine)
     yield Store(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium (`make test` installs it), driven by Playwright, which never downloads a browser."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package. "
+                    "`make test` installs it (its `browser` target runs apt-get install -y chromium).", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make test` installs requirements.txt into .venv", pytrace=False)
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    except Exception:
+        playwright.stop()
+        raise
+    yield browser
+    browser.close()
+    playwright.stop()

@@ -5,7 +5,7 @@ import time
 
 from hipush_client import protocol
 
-from .. import signing
+from .. import limits, signing
 from ..errors import auth_failed, bad_param, not_found
 
 SIGN_POLICIES = ("md5", "hmac")
@@ -75,8 +75,8 @@ class Apps:
         if not re.fullmatch(r"[0-9]{1,12}", timestamp or "") \
                 or abs(int(timestamp) - time.time()) > protocol.TIMESTAMP_SKEW:
             raise auth_failed(f"timestamp must be unix seconds within {protocol.TIMESTAMP_SKEW} s of the server's clock")
-        if not nonce or len(nonce) > 64:
-            raise auth_failed("nonce must be 1-64 characters")
+        if not nonce or len(nonce) > limits.NAME_CHARS:
+            raise auth_failed(f"nonce must be 1-{limits.NAME_CHARS} characters")
 
     # administration (CLI)
     def create(self, name: str) -> dict:

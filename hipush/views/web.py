@@ -31,15 +31,15 @@ def _location(params, required: bool):
     lat, lng = params.get("lat"), params.get("lng")
     if not required and lat in (None, "") and lng in (None, ""):
         return None, None
-    return L.parse_coordinate("lat", lat, 90), L.parse_coordinate("lng", lng, 180)
+    return L.parse_coordinate("lat", lat, L.MAX_LATITUDE), L.parse_coordinate("lng", lng, L.MAX_LONGITUDE)
 
 
 def terminal_fields(params) -> dict:
     """The terminal attributes among the parameters, checked (genId's, and update_terminal's): {name: value}
     of each one given, None for one given empty."""
     org, address = params.get("org"), params.get("address")
-    L.check_length("org", org, 64)
-    L.check_length("address", address, 255)
+    L.check_length("org", org, L.NAME_CHARS)
+    L.check_length("address", address, L.TEXT_CHARS)
     lat, lng = _location(params, required=False)
     fields = {"terminal_type": L.parse_terminal_type(params.get("terminal_type")),
               "org": L.parse_text("org", org, required=False),
@@ -55,7 +55,7 @@ def gen_id():
     app = services().apps.require(params.get("app_key"))
     check_jsonp(app)
     device_id = params.get("device_id")
-    L.check_length("device_id", device_id, 128)
+    L.check_length("device_id", device_id, L.DEVICE_ID_CHARS)
     fields = terminal_fields(params)
     client_id = services().clients.register(app, L.parse_device_id(device_id), **fields)
     return allow_origin(ok({"client_id": client_id}), app)
