@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 Counter = sa.BigInteger
 
@@ -27,6 +27,7 @@ def _counters():
         sa.Column("arrived", Counter, nullable=False, server_default="0"),
         sa.Column("expired", Counter, nullable=False, server_default="0"),
         sa.Column("failed", Counter, nullable=False, server_default="0"),
+        sa.Column("clicked", Counter, nullable=False, server_default="0"),  # (message, client) pairs clicked
         # the last counter flush applied to this row; makes a repeated flush a no-op
         sa.Column("flush_token", sa.String(40)),
     ]
@@ -204,6 +205,7 @@ def _schema_lock(engine: sa.Engine):
 _UPGRADES = {
     2: ["ALTER TABLE apps ADD COLUMN jsonp BOOLEAN NOT NULL DEFAULT 1"],
     3: ["CREATE INDEX ix_push_topics_push ON push_topics (push_id)"],
+    4: [f"ALTER TABLE {table} ADD COLUMN clicked BIGINT NOT NULL DEFAULT 0" for table in ("jobs", "pushes")],
 }
 
 
