@@ -1,7 +1,9 @@
 /*!
  * hipush browser SDK — receives pushes from a hipush server over HTTP long-poll.
  *
- * One file, no dependencies, ES5 (runs in old X5/WebViews). Served by hipush at /sdk/hipush.js.
+ * One file, no dependencies, ES5 (runs in old X5/WebViews). The npm package hipush-js (clients/js in the hipush
+ * repository) ships it as UMD (this file: <script>, require()) and as an ES module (hipush.mjs, made from this
+ * file by build-esm.js); hipush serves this file at /sdk/hipush.js. Types: index.d.ts.
  *
  *   var push = new HiPush({server: "https://push.example.com", appKey: "APP_KEY"});
  *   push.on("message", function (m) { console.log(m.id, m.content); });            // msg_type 0
@@ -9,6 +11,7 @@
  *   push.on("connected", function () {}); push.on("disconnected", function () {});
  *   push.on("error", function (e) { console.log(e.type, e.status, e.reason); });
  *   push.connect();                          // push.disconnect() stops it
+ *   push.clicked(message);                   // the user opened it (a shown notification reports its own clicks)
  *
  * Options:
  *   server          base URL of a hipush web node (default: this page's origin)
@@ -16,7 +19,10 @@
  *   deviceId        this device's id (default: generated once and kept in localStorage)
  *   clientId, token signed-token mode: ids handed out by the app's backend (no appKey needed);
  *                   getToken(clientId, callback(error, token)) may fetch a fresh token on 401
- *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing), "xhr" or "jsonp"
+ *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing), "xhr", "jsonp", or a
+ *                   function(url, params) returning {start(done), abort()} for a platform without XHR (e.g. a
+ *                   mini program's own request API); start calls done(status, body, retryAfter) once, later
+ *                   (never from inside start), body being the answer's parsed JSON
  *   discover        ask /service/hash which comet node to poll (default true); false polls `server`
  *   pollTimeout     seconds a poll may park on the server (default 30, at most 60)
  *   minDelay, maxDelay   reconnect backoff in ms (default 1000 and 30000, jittered; never sooner than
@@ -29,7 +35,12 @@
  * push.state is "disconnected", "connecting", "connected" or "reconnecting" (until a poll answers 200);
  * push.stats counts received, duplicates, reconnects, failures and missed messages.
  */
-(function (root) {
+(function (root, factory) {
+  // UMD: CommonJS (node, bundlers) gets module.exports, a <script> tag the global HiPush.
+  // build-esm.js makes hipush.mjs, the ES module, by replacing these lines and the last one.
+  if (typeof module === "object" && module.exports) module.exports = factory(root);
+  else root.HiPush = factory(root);
+})(typeof window !== "undefined" ? window : typeof globalThis !== "undefined" ? globalThis : this, function (root) {
   "use strict";
 
   var EVENTS = ["message", "notification", "connected", "disconnected", "error"];
@@ -121,6 +132,26 @@
     if (typeof root.Notification === "undefined") return once("unsupported");
     var answer = root.Notification.requestPermission(once);  // old browsers call back, new ones return a Promise
     if (answer && typeof answer.then === "function") answer.then(once);
+  };
+
+  /** Reports that the user opened a message (/user/click; `message` or its id). The server counts it once per
+   *  message and client, so reporting it again is harmless. callback(error or null) is optional; a failure is
+   *  also an "error" event of type "click". A notification the SDK shows reports its clicks itself. */
+  HiPush.prototype.clicked = function (message, callback) {
+    var self = this, id = message !== null && typeof message === "object" ? message.id : message;
+    function done(error) {
+      if (error) {
+        error.type = "click";
+        self._emit("error", error);
+      }
+      if (callback) callback(error || null);
+    }
+    if (!this.clientId || !this.token) {
+      setTimeout(function () { done({status: 0, reason: "no client id and token yet: connect first"}); }, 0);
+      return this;
+    }
+    this._fetch(this.options.server, "/user/click", {client_id: this.clientId, token: this.token, id: id}, 0, done);
+    return this;
   };
 
   // ---- the connection: register, token, find the node, poll --------------------------------
@@ -259,12 +290,13 @@
         body: notification.body, icon: notification.image || undefined,
         image: notification.image || undefined, tag: "hipush-" + message.id
       });
-      if (notification.url) {
-        shown.onclick = function () {
-          try { root.focus(); } catch (ignored) { /* nothing to focus */ }
-          root.open(notification.url, "_blank");
-        };
-      }
+      var self = this;
+      shown.onclick = function () {
+        self.clicked(message);
+        if (!notification.url) return;
+        try { root.focus(); } catch (ignored) { /* nothing to focus */ }
+        root.open(notification.url, "_blank");
+      };
     } catch (e) {  // e.g. Android Chrome allows notifications only from a service worker
       this._emit("error", {type: "notification", status: 0, reason: String(e && e.message || e)});
     }
@@ -355,30 +387,40 @@
 
   // ---- transports ----------------------------------------------------------------------------
 
-  /** GET base + path; callback(error, result) once. error = {status: HTTP status or 0, code, reason, retryAfter}. */
+  /** A request of the connection: disconnect() aborts it. */
   HiPush.prototype._send = function (base, path, params, timeoutMs, callback) {
-    var self = this, done = false, timer, jsonpNow = this._useJsonp(base);
+    var self = this;
+    var handle = this._request = this._fetch(base, path, params, timeoutMs, function (error, result) {
+      if (self._request === handle) self._request = null;
+      callback(error, result);
+    });
+  };
+
+  /** GET base + path; callback(error, result) once, unless aborted through the handle returned ({abort()}).
+   *  error = {status: HTTP status or 0, code, reason, retryAfter}. */
+  HiPush.prototype._fetch = function (base, path, params, timeoutMs, callback) {
+    var self = this, done = false, timer, transport = this.options.transport;
+    var jsonpNow = typeof transport !== "function" && this._useJsonp(base);
     if (jsonpNow && !pageLoaded()) {  // a <script> added before `load` holds the page loading for a whole poll
-      var session = this._session;
-      return afterLoad(function () {
-        if (session === self._session) self._send(base, path, params, timeoutMs, callback);
+      var later = null, cancelled = false;
+      afterLoad(function () {
+        if (!cancelled) later = self._fetch(base, path, params, timeoutMs, callback);
       });
+      return {abort: function () { cancelled = true; if (later) later.abort(); }};
     }
     params._ = now().toString(36) + (jsonpCount++);  // no cached answers
-    var request = jsonpNow ? jsonp(base + path, params) : xhr(base + path, params);
+    var url = base + path;
+    var request = typeof transport === "function" ? transport(url, params) : jsonpNow ? jsonp(url, params) : xhr(url, params);
     function finish(error, result) {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (self._request === handle) self._request = null;
       callback(error, result);
     }
-    var handle = {abort: function () { done = true; clearTimeout(timer); request.abort(); }};
     timer = setTimeout(function () {
       request.abort();
       finish({status: 0, reason: "timed out"});
     }, timeoutMs + REQUEST_MARGIN);
-    this._request = handle;
     try {
       request.start(function (status, body, retryAfter) {
         if (status === 200 && body && body.ok === true) return finish(null, body.result);
@@ -388,6 +430,7 @@
     } catch (e) {  // e.g. a malformed server URL
       setTimeout(function () { finish({status: 0, reason: String(e && e.message || e)}); }, 0);
     }
+    return {abort: function () { done = true; clearTimeout(timer); request.abort(); }};
   };
 
   HiPush.prototype._useJsonp = function (base) {
@@ -548,6 +591,5 @@
     return new Date().getTime();
   }
 
-  root.HiPush = HiPush;
-  if (typeof module === "object" && module.exports) module.exports = HiPush;
-})(typeof window !== "undefined" ? window : this);
+  return HiPush;
+});
