@@ -49,7 +49,7 @@ declare class HiPush {
   /** Reports that the user opened a message (/user/click), counted once per message and client. */
   clicked(message: HiPush.Message | number, callback?: (error: HiPush.Error | null) => void): this;
   /** Asks the user to allow notifications (call it from a click handler). */
-  requestNotificationPermission(callback?: (permission: NotificationPermission | "unsupported") => void): void;
+  requestNotificationPermission(callback?: (permission: "default" | "granted" | "denied" | "unsupported") => void): void;
 }
 
 declare namespace HiPush {
