@@ -283,14 +283,13 @@
   };
 
   HiPush.prototype._show = function (message, notification) {
-    var N = root.Notification;
+    var N = root.Notification, self = this;
     if (typeof N === "undefined" || N.permission !== "granted") return;
     try {
       var shown = new N(notification.title, {
         body: notification.body, icon: notification.image || undefined,
         image: notification.image || undefined, tag: "hipush-" + message.id
       });
-      var self = this;
       shown.onclick = function () {
         self.clicked(message);
         if (!notification.url) return;

@@ -13,13 +13,11 @@ class Clicks:
         self.stats = stats
         self.mark_seconds = max(DAY_SECONDS, int(retention_days * DAY_SECONDS))
 
-    def record(self, app_id: int, client_id: str, push_id: int) -> bool:
-        """Counts a click of `client_id` on the delivery `push_id` as `clicked` of the push and its job, once;
-        True if this one counted. A delivery of another app (or none) is 404 / 1026."""
+    def record(self, app_id: int, client_id: str, push_id: int) -> None:
+        """Counts a click of `client_id` on the delivery `push_id` as `clicked` of the push and its job, once.
+        A delivery of another app (or none) is 404 / 1026."""
         push = self.store.get_push(push_id)
         if push is None or push["app_id"] != app_id:
             raise not_found("no such delivery id")
-        if not self.marks.first(push_id, client_id, self.mark_seconds):
-            return False
-        self.stats.count("clicked", push_id, push["job_id"], 1)
-        return True
+        if self.marks.first(push_id, client_id, self.mark_seconds):
+            self.stats.count("clicked", push_id, push["job_id"], 1)
