@@ -25,7 +25,7 @@ import { HiPush as Named } from "hipush-js";
 declare function log(...values: unknown[]): void;
 const push: HiPush = new HiPush({server: "https://push.example.com", appKey: "k", transport: "auto", pollTimeout: 30,
   minDelay: 1000, maxDelay: 30000, notify: true, notificationTitle: "App", discover: false, deviceId: "d"});
-push.on("message", (m: HiPush.Message) => log(m.id, m.msg_id, m.job_id, m.content.length, m.ts))
+push.on("message", (m: HiPush.Message) => log(m.id, m.msg_id, m.job_id, typeof m.content === "string" ? m.content.length : m.content.title, m.ts))
   .on("notification", (m, n: HiPush.Notification) => log(n.title, n.body, n.url, n.image, n.data, m.msg_type))
   .on("connected", (info) => log(info.clientId, info.node))
   .on("disconnected", (info) => log(info.reason))

@@ -19,8 +19,8 @@
  *   deviceId        this device's id (default: generated once and kept in localStorage)
  *   clientId, token signed-token mode: ids handed out by the app's backend (no appKey needed);
  *                   getToken(clientId, callback(error, token)) may fetch a fresh token on 401
- *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing), "xhr", "jsonp", or a
- *                   function(url, params) returning {start(done), abort()} for a platform without XHR (e.g. a
+ *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing, fetch() where there is no
+ *                   XMLHttpRequest: Node 18+, workers), "xhr", "jsonp", "fetch", or a function(url, params) returning {start(done), abort()} for a platform without XHR (e.g. a
  *                   mini program's own request API); start calls done(status, body, retryAfter) once, later
  *                   (never from inside start), body being the answer's parsed JSON
  *   discover        ask /service/hash which comet node to poll (default true); false polls `server`
@@ -398,9 +398,8 @@
   /** GET base + path; callback(error, result) once, unless aborted through the handle returned ({abort()}).
    *  error = {status: HTTP status or 0, code, reason, retryAfter}. */
   HiPush.prototype._fetch = function (base, path, params, timeoutMs, callback) {
-    var self = this, done = false, timer, transport = this.options.transport;
-    var jsonpNow = typeof transport !== "function" && this._useJsonp(base);
-    if (jsonpNow && !pageLoaded()) {  // a <script> added before `load` holds the page loading for a whole poll
+    var self = this, done = false, timer, makeRequest = this._requestMaker(base);
+    if (makeRequest === jsonp && !pageLoaded()) {  // a <script> added before `load` holds the page loading for a whole poll
       var later = null, cancelled = false;
       afterLoad(function () {
         if (!cancelled) later = self._fetch(base, path, params, timeoutMs, callback);
@@ -408,8 +407,7 @@
       return {abort: function () { cancelled = true; if (later) later.abort(); }};
     }
     params._ = now().toString(36) + (jsonpCount++);  // no cached answers
-    var url = base + path;
-    var request = typeof transport === "function" ? transport(url, params) : jsonpNow ? jsonp(url, params) : xhr(url, params);
+    var request = makeRequest(base + path, params);
     function finish(error, result) {
       if (done) return;
       done = true;
@@ -432,11 +430,16 @@
     return {abort: function () { done = true; clearTimeout(timer); request.abort(); }};
   };
 
-  HiPush.prototype._useJsonp = function (base) {
+  /** What makes the requests to `base`: the option's function, XHR; JSONP where XHR cannot reach another origin;
+   *  fetch() where there is no XHR at all (Node 18+, workers). */
+  HiPush.prototype._requestMaker = function (base) {
     var transport = this.options.transport;
-    if (transport === "jsonp") return true;
-    if (transport === "xhr") return false;
-    return !(typeof XMLHttpRequest !== "undefined" && (sameOrigin(base) || corsCapable()));
+    if (typeof transport === "function") return transport;
+    if (transport === "jsonp" || transport === "xhr" || transport === "fetch") {
+      return {jsonp: jsonp, xhr: xhr, fetch: fetchRequest}[transport];
+    }
+    if (typeof XMLHttpRequest === "undefined") return typeof root.fetch === "function" ? fetchRequest : jsonp;
+    return sameOrigin(base) || corsCapable() ? xhr : jsonp;
   };
 
   function xhr(url, params) {
@@ -447,7 +450,7 @@
           if (request.readyState !== 4) return;
           var body = null;
           try { body = JSON.parse(request.responseText); } catch (ignored) { /* not JSON */ }
-          done(request.status, body, retryAfterOf(request));
+          done(request.status, body, retryAfterOf(request.status, request.getResponseHeader("Retry-After")));
         };
         request.open("GET", url + "?" + query(params), true);
         request.send(null);
@@ -460,10 +463,31 @@
   }
 
   /** Seconds a 503 (a stopping node) or 429 asks to wait; hipush exposes the header to other origins. */
-  function retryAfterOf(request) {
-    if (request.status !== 503 && request.status !== 429) return 0;
-    var seconds = parseInt(request.getResponseHeader("Retry-After"), 10);
+  function retryAfterOf(status, header) {
+    if (status !== 503 && status !== 429) return 0;
+    var seconds = parseInt(header, 10);
     return seconds > 0 ? seconds : 0;
+  }
+
+  function fetchRequest(url, params) {
+    var controller = typeof AbortController !== "undefined" ? new AbortController() : null, aborted = false;
+    return {
+      start: function (done) {
+        root.fetch(url + "?" + query(params), controller ? {signal: controller.signal} : {}).then(function (response) {
+          return response.text().then(function (text) {
+            var body = null;
+            try { body = JSON.parse(text); } catch (ignored) { /* not JSON */ }
+            if (!aborted) done(response.status, body, retryAfterOf(response.status, response.headers.get("Retry-After")));
+          });
+        }).then(null, function () {
+          if (!aborted) done(0, null);
+        });
+      },
+      abort: function () {
+        aborted = true;
+        if (controller) controller.abort();
+      }
+    };
   }
 
   /** A <script> whose answer calls __hipush.cN(body). An HTTP error status fires onerror: status 0. */

@@ -9,8 +9,9 @@ interface HiPushMessageShape {
   job_id: number | null;
   /** 0: a message for the app, 1: a notification. */
   msg_type: 0 | 1;
-  /** The text published (a notification's may be JSON text: title, body, url, image). */
-  content: string;
+  /** What was published: text, or a notification's JSON object (title, body, url, image), which a
+   *  notification may also carry as JSON text. */
+  content: string | {[field: string]: unknown};
   /** When it was published, unix milliseconds. */
   ts: number;
 }
@@ -78,8 +79,9 @@ declare namespace HiPush {
     token?: string;
     /** Signed-token mode: fetches a fresh token (after a 401); call back with (error, token). */
     getToken?: (clientId: string, callback: (error: unknown, token?: string) => void) => void;
-    /** "auto" (XHR with CORS, JSONP where that is missing), "xhr", "jsonp", or a custom transport. */
-    transport?: "auto" | "xhr" | "jsonp" | Transport;
+    /** "auto" (XHR with CORS, JSONP where that is missing, fetch where there is no XHR: Node 18+, workers),
+     *  "xhr", "jsonp", "fetch", or a custom transport. */
+    transport?: "auto" | "xhr" | "jsonp" | "fetch" | Transport;
     /** Ask /service/hash which comet node to poll (default true); false polls `server`. */
     discover?: boolean;
     /** Seconds a poll may park on the server (default 30, at most 60). */
@@ -97,7 +99,7 @@ declare namespace HiPush {
   interface ResolvedOptions {
     server: string;
     appKey: string | null;
-    transport: "auto" | "xhr" | "jsonp" | Transport;
+    transport: "auto" | "xhr" | "jsonp" | "fetch" | Transport;
     discover: boolean;
     pollTimeout: number;
     minDelay: number;
