@@ -17,7 +17,7 @@ CLUSTER_TESTS ?= tests/test_storage.py tests/test_queue.py tests/test_stats.py t
 	tests/test_comet.py tests/test_delivery_faults.py tests/test_timer_claims.py tests/test_guards.py \
 	tests/test_terminals.py tests/test_walkthrough.py tests/test_cluster.py tests/test_retention.py
 
-.PHONY: install browser faketime redis-server java java-tools run test test-cluster test-external clean dist
+.PHONY: install js browser faketime redis-server java java-tools run test test-cluster test-external clean dist
 
 $(STAMP): requirements.txt $(KIT_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ $(STAMP): requirements.txt $(KIT_FILES)
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
+
+# The JS kit (clients/js): node and npm from Debian when missing, then its pinned dev dependencies (typescript, for
+# tests/test_js_kit.py's type check) from the npm registry, again whenever package-lock.json changes
+JS_STAMP := clients/js/node_modules/.installed
+
+$(JS_STAMP): clients/js/package-lock.json
+	test -x /usr/bin/npm || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm)
+	cd clients/js && npm ci --no-audit --no-fund
+	touch $(JS_STAMP)
+
+js: $(JS_STAMP)
 
 # tests/test_browser.py drives Debian's chromium with Playwright (which never downloads a browser here)
 browser:
@@ -76,22 +87,23 @@ run: install
 TEST_JOBS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
-test: install browser faketime redis-server java
+test: install js browser faketime redis-server java
 	$(PYTEST)
 	HIPUSH_TEST_REDIS_CLUSTER=1 $(PYTEST) $(CLUSTER_TESTS)
 
 test-cluster: install redis-server
 	HIPUSH_TEST_REDIS_CLUSTER=1 $(PYTEST) $(CLUSTER_TESTS)
 
-test-external: install browser faketime redis-server
+test-external: install js browser faketime redis-server
 	HIPUSH_TEST_REDIS_URL=$(EXTERNAL_REDIS) HIPUSH_TEST_DATABASE_URL=$(EXTERNAL_DATABASE) $(MAKE) test
 
 clean:
-	rm -rf $(VENV) var .pytest_cache dist $(JAVA_DIR)/build
+	rm -rf $(VENV) var .pytest_cache dist $(JAVA_DIR)/build clients/js/node_modules clients/js/hipush.mjs
 
-# the Python kit's wheel and sdist (hipush-client), into dist/
-dist: install
+# the Python kit's wheel and sdist (hipush-client) and the JS kit's npm tarball (hipush-js), into dist/
+dist: install js
 	$(BIN)/python -m build --outdir dist clients/python
+	cd clients/js && npm pack --pack-destination ../../dist
 
 # Benchmark, hipush side by side with Nchan (bench/__init__.py; `.venv/bin/python -m bench --help` for the knobs).
 # Installs what it needs itself: nginx + Nchan from Debian (when absent) and bench/requirements.txt into .venv.

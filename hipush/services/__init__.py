@@ -5,6 +5,7 @@ from flask import current_app
 
 from ..storage import redis as redis_pools
 from ..storage.broadcasts import BroadcastMarks
+from ..storage.clicks import ClickMarks
 from ..storage.clients import ClientMeta, GeoIndex
 from ..storage.counters import CounterStore
 from ..storage.db import ensure_schema, make_engine
@@ -19,6 +20,7 @@ from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
 from .broadcasts import BroadcastsInFlight
+from .clicks import Clicks
 from .clients import META_TTL, Clients
 from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
@@ -61,6 +63,7 @@ class Services:
         self.clients = Clients(self.store, ClientMeta(pools, META_TTL), geo, self.queues, config.secret_key,
                                config.token_lifetime)
         self.jobs = Jobs(self.store, self.stats)
+        self.clicks = Clicks(self.store, ClickMarks(pools), self.stats, config.retention_days)
         self.topics = Topics(self.store)
         self.targets = Targets(self.store, geo)
         self.terminals = Terminals(self.store, self.queues, self.stats, self.clients, self.targets, META_TTL)

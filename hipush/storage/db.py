@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger("hipush.db")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 Counter = sa.BigInteger
 
@@ -30,6 +30,7 @@ def _counters():
         sa.Column("arrived", Counter, nullable=False, server_default="0"),
         sa.Column("expired", Counter, nullable=False, server_default="0"),
         sa.Column("failed", Counter, nullable=False, server_default="0"),
+        sa.Column("clicked", Counter, nullable=False, server_default="0"),  # (message, client) pairs clicked
         # the last counter flush applied to this row; makes a repeated flush a no-op
         sa.Column("flush_token", sa.String(40)),
     ]
@@ -207,6 +208,7 @@ def _schema_lock(engine: sa.Engine):
 _UPGRADES = {
     2: ["ALTER TABLE apps ADD COLUMN jsonp BOOLEAN NOT NULL DEFAULT 1"],
     3: ["CREATE INDEX ix_push_topics_push ON push_topics (push_id)"],
+    4: [f"ALTER TABLE {table} ADD COLUMN clicked BIGINT NOT NULL DEFAULT 0" for table in ("jobs", "pushes")],
 }
 
 

@@ -45,6 +45,11 @@ def counter_keys(kind: str, row_id) -> tuple:
     return f"{tag}:live", f"{tag}:pending"
 
 
+def clicked(push_id, client_id: str) -> str:
+    """Set by a client's first click on a delivery (storage/clicks.py): later clicks of it count nothing."""
+    return f"{PREFIX}:click:{push_id}:{client_id}"
+
+
 def geo(app_id) -> str:
     """The app's clients by last known location (GEOADD / GEOSEARCH)."""
     return f"{PREFIX}:geo:{app_id}"

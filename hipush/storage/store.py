@@ -406,8 +406,8 @@ class Store:
 
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]
-        return self._one(sa.select(table.c.sent, table.c.arrived, table.c.expired, table.c.failed,
-                                   table.c.flush_token).where(table.c.id == row_id))
+        return self._one(sa.select(*(table.c[name] for name in COUNTER_FIELDS), table.c.flush_token)
+                         .where(table.c.id == row_id))
 
     # the installation
     def predates_installation(self) -> bool:

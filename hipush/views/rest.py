@@ -192,7 +192,8 @@ def query_msg_status():
         data.append({"msg_id": msg_id, "delivery_id": push["id"], "status": push["status"],
                      "send_time": _time_text(push["send_time"]), "push_time": _time_text(push["push_time"]),
                      "target_num": push["target_num"], "sent_num": counts["sent"], "arrived_num": counts["arrived"],
-                     "expired_num": counts["expired"], "failed_num": counts["failed"]})
+                     "expired_num": counts["expired"], "failed_num": counts["failed"],
+                     "clicked_num": counts["clicked"]})
     return rest_ok(total_num=len(data), data=data)
 
 

@@ -77,15 +77,29 @@ def token():
     return allow_origin(ok(services().clients.issue_token(client)), app)
 
 
-@bp.route("/user/location", methods=METHODS)
-def location():
+def _client_call():
+    """(params, client id, app) of a call a client makes with its token (401 / 1028 for a bad one)."""
     limit_client_ip()
     params = client_params()
     client_id = params.get("client_id") or ""
     app = services().apps.by_id(services().clients.authenticate(client_id, params.get("token")))
     check_jsonp(app)
+    return params, client_id, app
+
+
+@bp.route("/user/location", methods=METHODS)
+def location():
+    params, client_id, app = _client_call()
     lat, lng = _location(params, required=True)
     services().clients.set_location(app["id"], client_id, lat, lng)
+    return allow_origin(ok("OK"), app)
+
+
+@bp.route("/user/click", methods=METHODS)
+def click():
+    """The user opened a delivered message (`id`: its delivery id, as the poll handed it out); counted once."""
+    params, client_id, app = _client_call()
+    services().clicks.record(app["id"], client_id, L.parse_id("id", params.get("id")))
     return allow_origin(ok("OK"), app)
 
 
