@@ -172,7 +172,6 @@ class PollStep:
 
     entries: list = field(default_factory=list)
     acked: list = field(default_factory=list)
-    acked_at: list = field(default_factory=list)  # begin: unix ms each acked message was queued at (0: unknown)
     expired: list = field(default_factory=list)
     missed: int = 0
     poller: str = ""  # begin: the poll this one replaced; take: the current poll
@@ -180,6 +179,7 @@ class PollStep:
     app_id: int = None  # begin with an epoch: the client's app
     ended: bool = False  # take: the step ended the poll
     moved: bool = False  # take: its wait moved a message into inflight
+    acked_at: list = field(default_factory=list)  # begin: unix ms each acked message was queued at (0: unknown)
 
 
 class Queues:
