@@ -2,6 +2,7 @@
 a user acts and never go backwards when a worker dies, the optional bearer token, endpoints by route; and the
 node's figures in the registry (services/nodes.py)."""
 import json
+import re
 import time
 
 import pytest
@@ -9,7 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from hipush.storage import keys
-from support import Api, Server, park_poll, wait_for
+from support import ROOT, Api, Server, park_poll, wait_for
 from test_rest_api import Rest, push
 
 TOKEN = "metrics-token-for-tests"
@@ -139,3 +140,12 @@ def test_the_node_registry_carries_each_nodes_figures(node, api, app, redis_clie
     assert record["workers"] == 2 and record["requests_per_second"] > 0 and record["p99_ms"] > 0, record
     api.send(app, api.new_job(app), client, "wake")
     poll.result(30)
+
+
+def test_the_grafana_dashboard_uses_only_exported_metrics(node):
+    """docs/grafana-dashboard.json: every metric a panel asks for is one that /metrics has."""
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    asked = {name for panel in dashboard["panels"] for target in panel["targets"]
+             for name in re.findall(r"hipush_\w+", target["expr"])}
+    exported = {sample for sample, _ in scrape(node)}
+    assert asked and asked <= exported, asked - exported
