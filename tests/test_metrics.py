@@ -25,14 +25,15 @@ def node(backend_env, redis_client):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def api(node):
-    return Api(node.base)
-
-
 @pytest.fixture
 def app(store):
     return store.create_app("metrics")
+
+
+@pytest.fixture
+def api(node):
+    """The node's API (own HTTP session per test: a killed worker must not break the next test's connection)."""
+    return Api(node.base)
 
 
 def scrape(node) -> dict:
