@@ -57,10 +57,11 @@ def published(kind: str) -> None:
     PUBLISHED.labels(kind).inc()
 
 
-def acked(queued_at_ms: list, now_ms: int) -> None:
+def acked(queued_at_ms: list) -> None:
     """Acknowledged messages, by the unix ms each was queued at (0: not known, an entry of an older version)."""
     if queued_at_ms:
         ACKED.inc(len(queued_at_ms))
+        now_ms = time.time() * 1000
         for at in queued_at_ms:
             if at:
                 PUBLISH_TO_ACK_SECONDS.observe(max(0, now_ms - at) / 1000)

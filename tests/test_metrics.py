@@ -9,7 +9,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from hipush.storage import keys
+from hipush.services.nodes import Nodes
+from hipush.storage.nodes import NodeRegistry
 from support import ROOT, Api, Server, park_poll, wait_for
 from test_rest_api import Rest, push
 
@@ -66,8 +67,7 @@ def test_counters_move_as_a_user_acts(node, api, app, store):
     push(rest, [client], "later", push_time=int(time.time()) + 3600)
     for n in range(3):  # the queue holds 2: the first of these is dropped
         api.send(app, job, client, f"queued {n}")
-    api.register(app, "mailbox", terminal_type="email")  # no SMTP configured: its delivery fails at once
-    api.send(app, job, {"client_id": api.register(app, "inbox", terminal_type="email")["client_id"]}, "mail")
+    api.send(app, job, api.register(app, "mailbox", terminal_type="email"), "mail")  # no SMTP here: failed at once
     after = scrape(node)
     assert moved(before, after, "hipush_messages_published_total", kind="unicast") == 5
     assert moved(before, after, "hipush_messages_published_total", kind="broadcast") == 1
@@ -127,24 +127,28 @@ def test_without_a_token_metrics_are_open(server):
     assert response.status_code == 200 and "hipush_parked_polls " in response.text
 
 
-def test_the_node_registry_carries_each_nodes_figures(node, api, app, redis_client):
+def test_live_nodes_come_with_their_figures(node, api, app, redis_client, pools, store):
+    """What an operator console shows of every node (services/nodes.py), here read by an in-process service."""
+    nodes = Nodes(NodeRegistry(pools), store, "127.0.0.1:1", ttl=5, figures=dict)
+    addr = f"127.0.0.1:{node.port}"
     client = api.register(app, "figures")
     poll = park_poll(node.base, redis_client, client, timeout=30, raw=True)
-    addr = f"127.0.0.1:{node.port}"
 
-    def figures():
-        raw = redis_client.get(keys.node_figures(addr))
-        return raw and json.loads(raw)
+    def this_node():
+        return next((n for n in nodes.live_with_figures() if n["addr"] == addr), {})
 
-    wait_for(lambda: (figures() or {}).get("parked_polls") == 1, message="the heartbeat to carry the parked poll")
-    record = figures()
-    assert record["workers"] == 2 and record["requests_per_second"] > 0 and record["p99_ms"] > 0, record
+    wait_for(lambda: this_node().get("parked_polls") == 1, message="the heartbeat to carry the parked poll")
+    figures = this_node()
+    assert figures["workers"] == 2 and figures["requests_per_second"] > 0 and figures["p99_ms"] > 0, figures
+    assert 0 <= figures["heartbeat_age_ms"] < 5000, figures
     api.send(app, api.new_job(app), client, "wake")
     poll.result(30)
 
 
-def test_the_grafana_dashboard_uses_only_exported_metrics(node):
+def test_the_grafana_dashboard_uses_only_exported_metrics(node, api, app):
     """docs/grafana-dashboard.json: every metric a panel asks for is one that /metrics has."""
+    mailbox = api.register(app, "dashboard", terminal_type="email")  # a labelled series exists once counted
+    api.send(app, api.new_job(app), mailbox, "a route delivery")
     dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
     asked = {name for panel in dashboard["panels"] for target in panel["targets"]
              for name in re.findall(r"hipush_\w+", target["expr"])}

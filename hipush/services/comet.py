@@ -143,5 +143,5 @@ class Comet:
     def _count(self, step, counts) -> None:
         self.stats.count_headers("arrived", step.acked, counts)
         self.stats.count_headers("expired", step.expired, counts)
-        metrics.acked(step.acked_at, now_ms())
+        metrics.acked(step.acked_at)
         metrics.expired(len(step.expired))
