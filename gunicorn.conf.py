@@ -61,7 +61,7 @@ def _prepare_metrics_dir(config):
     inherited as PROMETHEUS_MULTIPROC_DIR: the one given, else one per public address under the data dir
     (nodes may share a data dir). Emptied at each start: a node's counters begin at 0 with its master."""
     path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or
-                config.data_dir / "metrics" / config.public_addr.replace(":", "_").replace("/", "_"))
+                config.data_dir / "metrics" / config.public_addr.replace(":", "_"))
     path.mkdir(parents=True, exist_ok=True)
     for old_file in path.glob("*.db"):
         old_file.unlink()
