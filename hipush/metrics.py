@@ -1,5 +1,5 @@
 """Every Prometheus metric hipush exports, named here and nowhere else; views and services call the small
-functions below (no prometheus_client import anywhere but here).
+functions below (no prometheus_client import in views or services).
 
 Under gunicorn, every worker of a node writes its figures to files in one directory (prometheus-client's
 multiprocess mode: PROMETHEUS_MULTIPROC_DIR, which gunicorn.conf.py makes and empties when the master
@@ -15,8 +15,8 @@ import os
 import time
 from collections import deque
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest, multiprocess)
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
