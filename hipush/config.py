@@ -118,6 +118,7 @@ class Config:
     background: bool = True  # heartbeats and counter flushes; off for in-process unit tests
     # "host:port,...": seed nodes of a Redis Cluster; user, password and TLS then come from redis_url
     redis_cluster_nodes: str = ""
+    metrics_token: str = field(default="", repr=False)  # set: GET /metrics needs "Authorization: Bearer <it>"
 
     @property
     def embedded_redis(self) -> bool:
@@ -246,6 +247,7 @@ def load(environ=None, **overrides) -> Config:
         **_node_timing(env),
         retention_days=_number(env, "HIPUSH_RETENTION_DAYS", 30.0, 0, 36500),
         redis_cluster_nodes=_cluster_nodes(env),
+        metrics_token=env.get("HIPUSH_METRICS_TOKEN", ""),
     )
     values.update(overrides)
     return Config(**values)

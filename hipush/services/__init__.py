@@ -3,6 +3,7 @@ import logging
 
 from flask import current_app
 
+from .. import metrics
 from ..storage import redis as redis_pools
 from ..storage.broadcasts import BroadcastMarks
 from ..storage.clicks import ClickMarks
@@ -24,6 +25,7 @@ from .clicks import Clicks
 from .clients import META_TTL, Clients
 from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
+from .health import Readiness
 from .jobs import Jobs
 from .nodes import Nodes
 from .publish import Publisher
@@ -73,7 +75,8 @@ class Services:
                                    BroadcastsInFlight(BroadcastMarks(pools)), config.default_expires)
         self.timers = Timers(self.store, self.publisher)
         self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
-        self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl)
+        self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl, metrics.node_figures)
+        self.readiness = Readiness(pools, self.store, lambda: self.stopping)
         self.scheduler = None
         self.stopping = False
 

@@ -15,8 +15,9 @@ import json
 import logging
 import time
 
-from hipush_client.protocol import STATUS_FAILED, STATUS_SENDING, STATUS_SENT
+from hipush_client.protocol import STATUS_FAILED, STATUS_SENDING, STATUS_SENT, STATUS_WAITING
 
+from .. import metrics
 from ..errors import not_found
 from ..storage import queues
 from ..storage.db import now_ms
@@ -79,6 +80,8 @@ class Publisher:
         (Targets.check gave topic_ids)."""
         push = self._new_push(app, message, target, online_only, status, push_time, expires_in)
         push["id"] = self.store.create_push(push, topic_ids, None if "id" in message else message)
+        if status == STATUS_WAITING:
+            metrics.published("timed")
         return push
 
     def _new_push(self, app, message, target, online_only, status, push_time=None, expires_in=None) -> dict:
@@ -99,6 +102,7 @@ class Publisher:
             if "id" not in push:  # not recorded: a client was deleted since Targets.check found it
                 self.targets.forget(app["id"], target["ids"])
                 raise not_found("no such terminal")
+            metrics.published("unicast")
             return push
         mark = self.in_flight.begin(app["id"])
         try:
@@ -106,6 +110,7 @@ class Publisher:
         except Exception:
             self.in_flight.end(app["id"], mark)
             raise
+        metrics.published("broadcast")
         work = lambda: self._fan_out(push, message, mark)  # noqa: E731
         if after_answer is None:
             work()
@@ -207,7 +212,9 @@ class Publisher:
         """After queueing: takes back the count of clients skipped (online only, and offline), counts those
         the queue cap dropped, and hands the other terminals to their routes."""
         self.stats.count("sent", push["id"], push["job_id"], -sum(1 for r in results if r is None))
-        self.stats.count_headers("expired", [h for r in results if r for h in r])
+        dropped = [h for r in results if r for h in r]
+        self.stats.count_headers("expired", dropped)
+        metrics.expired(len(dropped))
         routed = [row for row in rows if row[1] not in COMET_TERMINALS]
         if routed:
             self.routes.dispatch(push, body, routed)
