@@ -62,6 +62,7 @@ ID = integer(0, 10**18 - 1, examples=[1])  # job, message and delivery ids: up t
 COUNT = {"type": "integer", "minimum": 0}
 TIME_TEXT = nullable({"type": "string", "description": "YYYY-MM-DD HH:MM:SS in the server's time zone"})
 OK_TEXT = {"const": "OK"}
+READY = obj(ok={"const": True})
 NODE = obj(ip={"type": "string"}, port=integer(1, 65535))
 MESSAGE = obj(id=ID, msg_id=ID, job_id=nullable(ID), msg_type=integer(0, 1),
               content={"type": ["string", "object"]}, ts={"type": "integer", "description": "unix ms"})
@@ -209,6 +210,8 @@ SECURITY_SCHEMES = {
                   "description": "HTTP Basic with the app_key as the user and the app_secret as the password"},
     "clientToken": {"type": "apiKey", "in": "query", "name": "token",
                     "description": "a client's token from /user/token, with its client_id (valid one week)"},
+    "metricsToken": {"type": "http", "scheme": "bearer",
+                     "description": "HIPUSH_METRICS_TOKEN, when the node sets one (else /metrics is open)"},
 }
 SIGNATURES = [{"md5Signature": []}, {"hmacSignature": []}]
 AUTH = {  # a call's kind of authentication: alternatives of SECURITY_SCHEMES ({}: none needed)
@@ -217,6 +220,7 @@ AUTH = {  # a call's kind of authentication: alternatives of SECURITY_SCHEMES ({
     "optional signature": [{}, *SIGNATURES],  # an app may require signed /user/token calls
     "signature": SIGNATURES,
     "app": [*SIGNATURES, {"basicAuth": []}],
+    "metrics token": [{}, {"metricsToken": []}],
 }
 
 
@@ -252,6 +256,14 @@ CALLS = {
                         obj(optional=["missed"], messages={"type": "array", "items": MESSAGE},
                             missed={**COUNT, "description": "messages dropped from a full queue since the last poll"}),
                         "auth"),
+    # every node: for operators and load balancers, outside the API's envelopes
+    "/healthz": Call("Liveness: 200 while the process serves (no I/O)", "GET", "none", "", READY,
+                     media="application/json"),
+    "/readyz": Call("Readiness: 200 when this node's Redis and database each answer within 1 s; 503 / 1031 naming "
+                    "the one that failed, and while the node is stopping", "GET", "none", "", READY,
+                    media="application/json"),
+    "/metrics": Call("This node's Prometheus metrics, all workers in one view (README, Health and metrics)", "GET",
+                     "metrics token", "", {"type": "string"}, "auth", media="text/plain"),
     # admin node: the legacy API for app backends (SPEC §3), signed
     "/job/genId": Call("Create a job, which counts what its messages do", "GET POST", "signature",
                        f"{SIGNED} name type", obj(job_id=ID), "auth"),
