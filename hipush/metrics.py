@@ -28,6 +28,7 @@ POLLS = Counter("hipush_polls", "Long polls received (/comet/poll)")
 PUBLISHED = Counter("hipush_messages_published", "Pushes published, by kind: unicast (named clients), "
                     "broadcast (all, tags, org, place), timed (a push_time in the future)", ["kind"])
 ACKED = Counter("hipush_messages_acked", "Messages that clients acknowledged")
+CLICKED = Counter("hipush_messages_clicked", "Clicks on delivered messages (once per delivery and client)")
 EXPIRED = Counter("hipush_messages_expired", "Messages that expired or the queue cap dropped before delivery")
 ROUTE_DELIVERIES = Counter("hipush_route_deliveries", "Final outcomes of deliveries by e-mail and gateway "
                            "(outcome: sent, failed, expired)", ["type", "outcome"])
@@ -65,6 +66,10 @@ def acked(queued_at_ms: list) -> None:
         for at in queued_at_ms:
             if at:
                 PUBLISH_TO_ACK_SECONDS.observe(max(0, now_ms - at) / 1000)
+
+
+def clicked() -> None:
+    CLICKED.inc()
 
 
 def expired(n: int) -> None:

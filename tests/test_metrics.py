@@ -62,6 +62,8 @@ def test_counters_move_as_a_user_acts(node, api, app, store):
     api.send(app, job, client, "hello")
     [message] = api.poll(client, timeout=5)
     api.poll(client, ack=message["id"], timeout=0)
+    for _ in range(2):  # counted once
+        api.ok("/user/click", {"client_id": client["client_id"], "token": client["token"], "id": message["id"]})
     rest = Rest(api, app)
     rest.ok("/push/all", {"msg_type": 0, "msg": "to all"})
     push(rest, [client], "later", push_time=int(time.time()) + 3600)
@@ -74,6 +76,7 @@ def test_counters_move_as_a_user_acts(node, api, app, store):
     assert moved(before, after, "hipush_messages_published_total", kind="timed") == 1
     assert moved(before, after, "hipush_polls_total") == 2
     assert moved(before, after, "hipush_messages_acked_total") == 1
+    assert moved(before, after, "hipush_messages_clicked_total") == 1
     assert moved(before, after, "hipush_publish_to_ack_seconds_count") == 1
     assert moved(before, after, "hipush_messages_expired_total") >= 1
     assert moved(before, after, "hipush_route_deliveries_total", type="email", outcome="failed") == 1

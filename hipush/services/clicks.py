@@ -1,4 +1,5 @@
 """Clicks: a client reports that its user opened a delivered message; each (delivery, client) counts once."""
+from .. import metrics
 from ..errors import not_found
 
 DAY_SECONDS = 86400
@@ -21,3 +22,4 @@ class Clicks:
             raise not_found("no such delivery id")
         if self.marks.first(push_id, client_id, self.mark_seconds):
             self.stats.count("clicked", push_id, push["job_id"], 1)
+            metrics.clicked()
