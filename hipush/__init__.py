@@ -27,7 +27,7 @@ def create_app(config=None):
             app.register_blueprint(blueprint)
     app.register_blueprint(docs.bp)
     errors.init_app(app)
-    app.wsgi_app = CorkedAnswers(app.wsgi_app)
+    app.wsgi_app = CorkedAnswers(app.wsgi_app, streamed_paths=comet.STREAMED_PATHS)
     if config.background:
         services.start_background()
     return app

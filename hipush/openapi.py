@@ -23,6 +23,7 @@ SIGNED = {"app_key": STR, "sign": STR, "sign_method": {"type": "string", "enum":
 CALLBACK = {"callback": {"type": "string", "pattern": "^[A-Za-z_$][0-9A-Za-z_$.]{0,63}$"}}
 PUSH = {"msg_type": {"type": "string", "enum": ["0", "1"]}, "msg": CONTENT, "push_time": STR, "expires_time": STR,
         "job_id": ID, "online": BOOL_TEXT, "idempotency_key": text(64)}
+BATCH_FIELDS = ("msg_type", "msg", "expires_time", "job_id", "online")  # of an entry of /push/batch, with terminal_ids
 PAGE = {"start": STR, "limit": STR}
 TERMINAL = {"terminal_type": {"type": "string", "enum": ["web", "android", "ios", "weixin", "qq", "email", "sms"]},
             "org": text(64), "address": text(255), "lat": STR, "lng": STR}
@@ -42,6 +43,10 @@ CALLS = {
     "/comet/poll": ("Long-poll a client's messages, acknowledging up to `ack`", "GET",
                     {"client_id": CLIENT_ID, "token": STR, "ack": ID, "timeout": STR, **CALLBACK},
                     ["client_id", "token"], "client"),
+    "/comet/stream": ("Server-sent events of a client's messages (id: delivery id); acknowledge by /comet/ack",
+                      "GET", {"client_id": CLIENT_ID, "token": STR}, ["client_id", "token"], "client"),
+    "/comet/ack": ("Acknowledge a stream's messages up to and including `ack`", "POST",
+                   {"client_id": CLIENT_ID, "token": STR, "ack": ID}, ["client_id", "token", "ack"], "client"),
     "/job/genId": ("Create a job", "GET POST", {**SIGNED, "name": text(64), "type": text(64)}, ["app_key", "sign", "name",
                                                                                        "type"], "legacy"),
     "/publish/private": ("Push to one client", "GET POST",
@@ -68,6 +73,12 @@ CALLS = {
                      ["app_key", "sign", "client_id"], "legacy"),
     "/push/terminal": ("Push to clients by id", "POST", {**SIGNED, "terminal_ids": TERMINAL_IDS, **PUSH},
                        ["terminal_ids", "msg_type", "msg"], "rest"),
+    "/push/batch": ("Push up to 1,000 messages to clients by id in one call (ids answered in entry order)", "POST",
+                    {**SIGNED, "messages": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+                        "type": "object", "required": ["terminal_ids", "msg_type", "msg"],
+                        "properties": {"terminal_ids": TERMINAL_IDS, **{k: v for k, v in PUSH.items()
+                                                                         if k in BATCH_FIELDS}}}}},
+                    ["messages"], "rest"),
     "/push/all": ("Push to every client of the app", "POST", {**SIGNED, **PUSH}, ["msg_type", "msg"], "rest"),
     "/push/tags": ("Push to the union of tags", "POST", {**SIGNED, "tags": comma_list(TOPIC_ITEM, 100), **PUSH},
                    ["tags", "msg_type", "msg"], "rest"),
