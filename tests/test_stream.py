@@ -66,6 +66,13 @@ class Stream:
         return self.events.empty()
 
     def close(self):
+        """Hangs up at once (closing the response would wait for the reader thread's recv to return)."""
+        sock = self.response.raw._connection.sock if self.response.raw._connection else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.response.close()
 
 
