@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from hipush_client import Admin, HipushError
 
 from support import wait_for
 
@@ -99,3 +100,19 @@ def test_a_full_batch_of_1000_is_taken(api, batch_app, clients):
     response = push_batch(api, batch_app, [entry(client, f"n{i}") for i in range(1000)])
     assert response.status_code == 200 and len(response.json()["msg_ids"]) == 1000
     assert [m["content"] for m in api.receive(client, 1000, timeout=60)] == [f"n{i}" for i in range(1000)]
+
+
+@pytest.mark.parametrize("sign_method", ["md5", "basic"])
+def test_the_python_admin_pushes_a_batch(api, batch_app, clients, sign_method):
+    client = clients[1]
+    with Admin(api.base, batch_app["app_key"], batch_app["app_secret"], sign_method) as admin:
+        msg_ids = admin.push_batch([{"terminal_ids": client["client_id"], "msg": "plain"},
+                                    {"terminal_ids": [client["client_id"]], "msg": {"title": "t"}, "online": False,
+                                     "expires_time": 60}])
+        assert len(msg_ids) == 2 and msg_ids[0] < msg_ids[1]
+        with pytest.raises(HipushError) as refused_batch:
+            admin.push_batch([{"terminal_ids": client["client_id"], "msg": "ok"},
+                              {"terminal_ids": client["client_id"], "msg": "bad", "msg_type": 9}])
+        assert refused_batch.value.http_status == 403 and "messages[1]" in refused_batch.value.reason
+    received = api.receive(client, 2)
+    assert [(m["msg_id"], m["msg_type"]) for m in received] == [(msg_ids[0], 0), (msg_ids[1], 1)]

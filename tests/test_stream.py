@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from support import Api, client_key, poll_parked, wait_for
+from hipush_client import Admin, Client
+from support import Api, Background, client_key, poll_parked, wait_for
 from test_delivery_faults import started, wait_for_respawn, worker_holding
 
 
@@ -336,3 +337,33 @@ def test_a_stopping_node_ends_its_streams_cleanly_and_clients_go_elsewhere(backe
     finally:
         stream.close()
         started_gen.close()
+
+
+# ---------------------------------------------------------------- the Python kit over SSE
+
+def test_the_python_client_receives_over_sse_acknowledges_in_batches_and_stops_at_once(server, api, shared_app,
+                                                                                       redis_client):
+    admin = Admin(server.base, shared_app["app_key"], shared_app["app_secret"])
+    client = Client(server.base, app_key=shared_app["app_key"], device_id="kit-sse", transport="sse",
+                    backoff_base=0.05, backoff_cap=0.5)
+    job = admin.gen_job("j", "t")
+    for i in range(150):
+        admin.publish_private(job, client.client_id, f"k{i}")
+    stop = threading.Event()
+    seen = []
+
+    def on_message(message):
+        seen.append(message.content)
+        if len(seen) == 150:
+            admin.publish_private(job, client.client_id, "last")
+        if len(seen) == 151:
+            stop.set()
+
+    running = Background(client.run, on_message, stop)
+    running.result(30)
+    assert seen == [f"k{i}" for i in range(150)] + ["last"]
+    wait_for(lambda: redis_client.llen(client_key(client.client_id, "inflight")) == 0,
+             message="everything acknowledged when run() returned")
+    assert admin.job_stats(job).arrived == 151 or wait_for(lambda: admin.job_stats(job).arrived == 151)
+    client.close()
+    admin.close()
