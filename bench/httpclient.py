@@ -67,6 +67,41 @@ class Connection:
             self.close()
             raise
 
+    def events(self, method: str, path: str, headers: str = ""):
+        """A server-sent event stream: yields, as each chunk of it arrives, the (id, data) of the events the
+        chunk completes (an empty list for a comment line), until the server ends the stream. Raises
+        HttpError(status) for an answer that is not a 200 stream. The connection is not reused after it."""
+        self.connect()
+        self.sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}\r\n".encode("latin-1"))
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status = head.split(b" ", 2)[1]
+        if status != b"200" or b"chunked" not in head.lower():
+            self.close()
+            raise HttpError(f"HTTP {status.decode(errors='replace')} instead of an event stream")
+        text = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                self._fill()
+            size_line, self.buf = self.buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(self.buf) < size + 2:
+                self._fill()
+            text += self.buf[:size]
+            self.buf = self.buf[size + 2:]
+            if size == 0:
+                self.close()
+                return
+            *blocks, text = text.split(b"\n\n")
+            found = []
+            for block in blocks:
+                fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line
+                              and not line.startswith(b":"))
+                if b"data" in fields and b"event" not in fields:
+                    found.append((fields.get(b"id", b"").decode(), fields[b"data"]))
+            yield found
+
     def _fill(self) -> None:
         chunk = self.sock.recv(65536)
         if not chunk:
