@@ -82,18 +82,11 @@ class Connection:
             raise HttpError(f"HTTP {status.decode(errors='replace')} instead of an event stream")
         text = b""
         while True:
-            while b"\r\n" not in self.buf:
-                self._fill()
-            size_line, self.buf = self.buf.split(b"\r\n", 1)
-            size = int(size_line.split(b";")[0], 16)
-            while len(self.buf) < size + 2:
-                self._fill()
-            text += self.buf[:size]
-            self.buf = self.buf[size + 2:]
-            if size == 0:
+            chunk = self._read_chunk()
+            if not chunk:
                 self.close()
                 return
-            *blocks, text = text.split(b"\n\n")
+            *blocks, text = (text + chunk).split(b"\n\n")
             found = []
             for block in blocks:
                 fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line
@@ -146,14 +139,17 @@ class Connection:
 
     def _read_chunked(self) -> bytes:
         body = b""
-        while True:
-            while b"\r\n" not in self.buf:
-                self._fill()
-            size_line, self.buf = self.buf.split(b"\r\n", 1)
-            size = int(size_line.split(b";")[0], 16)
-            while len(self.buf) < size + 2:
-                self._fill()
-            body += self.buf[:size]
-            self.buf = self.buf[size + 2:]
-            if size == 0:  # no trailers expected
-                return body
+        while chunk := self._read_chunk():
+            body += chunk
+        return body
+
+    def _read_chunk(self) -> bytes:
+        """The next chunk of a chunked body; b"" for the last (no trailers expected)."""
+        while b"\r\n" not in self.buf:
+            self._fill()
+        size_line, self.buf = self.buf.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0], 16)
+        while len(self.buf) < size + 2:
+            self._fill()
+        chunk, self.buf = self.buf[:size], self.buf[size + 2:]
+        return chunk
