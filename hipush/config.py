@@ -239,7 +239,8 @@ def load(environ=None, **overrides) -> Config:
         routes=_route_settings(env),
         poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, 60),
         presence_grace=_int(env, "HIPUSH_PRESENCE_GRACE", 30, 1, 3600),
-        stream_heartbeat=_number(env, "HIPUSH_STREAM_HEARTBEAT", 25.0, 0.1, 600),
+        # at most 60: a stream's wait must end well within the blocking connections' socket timeout
+        stream_heartbeat=_number(env, "HIPUSH_STREAM_HEARTBEAT", 25.0, 0.1, 60),
         stream_max_age=_number(env, "HIPUSH_STREAM_MAX_AGE", 300.0, 1, 86400),
         max_parked_polls=_int(env, "HIPUSH_MAX_PARKED_POLLS", 9000, 1, 100000),
         publish_rate=_int(env, "HIPUSH_PUBLISH_RATE", 1000, 0, 10**9),
