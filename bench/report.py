@@ -177,7 +177,7 @@ def charts(results: dict, out_dir: Path, name: str) -> list:
     except ImportError:
         return []
     made = []
-    unicast = results.get("unicast", {})
+    unicast = _series(results, {"unicast": "", "unicast_sse": " SSE", "unicast_batch": " /push/batch + SSE"})
     if unicast:
         fig, ax = plt.subplots(figsize=(8, 5))
         for label, r in unicast.items():
@@ -199,7 +199,7 @@ def charts(results: dict, out_dir: Path, name: str) -> list:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(path)
-    fan = results.get("fanout", {})
+    fan = _series(results, {"fanout": "", "fanout_sse": " SSE"})
     if fan:
         fig, ax = plt.subplots(figsize=(8, 5))
         sizes = sorted({int(n) for by_n in fan.values() for n in by_n})
@@ -227,6 +227,11 @@ def charts(results: dict, out_dir: Path, name: str) -> list:
         plt.close(fig)
         made.append(path)
     return made
+
+
+def _series(results: dict, suffixes: dict) -> dict:
+    """One chart's lines: {system label + the transport's suffix: its results} over the result keys given."""
+    return {label + suffix: r for key, suffix in suffixes.items() for label, r in results.get(key, {}).items()}
 
 
 def write(results: dict, out_dir: Path, name: str, with_charts: bool = True) -> dict:
