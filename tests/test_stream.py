@@ -189,6 +189,23 @@ def test_a_newer_stream_ends_the_older_one(server, api, shared_app, redis_client
         newer.close()
 
 
+def test_a_stream_with_1000_messages_in_flight_waits_for_an_ack(server, api, shared_app, redis_client):
+    client = api.register(shared_app, "window")
+    with Admin(server.base, shared_app["app_key"], shared_app["app_secret"], "basic") as admin:
+        admin.push_batch([{"terminal_ids": client["client_id"], "msg": f"w{i}"} for i in range(1000)])
+    stream = Stream(server.base, client)
+    try:
+        events = stream.take(1000)
+        assert contents(events) == [f"w{i}" for i in range(1000)]
+        api.send(shared_app, api.new_job(shared_app), client, "beyond the window")
+        wait_for(lambda: poll_parked(redis_client, client["client_id"]), message="the stream to wait for an ack")
+        assert stream.nothing_more(), "a full window sends nothing more before an acknowledgement"
+        assert ack(api, client, events[499]["id"]).status_code == 200
+        assert contents(stream.take(1)) == ["beyond the window"]
+    finally:
+        stream.close()
+
+
 def test_ack_needs_a_valid_token_and_an_id(server, api, shared_app):
     client = api.register(shared_app, "acker")
     assert ack(api, client, "1", token="nope").status_code == 401
