@@ -250,6 +250,22 @@ def test_a_capped_queue_reports_what_it_dropped_as_a_missed_event(short, shared_
         stream.close()
 
 
+def test_an_expired_message_is_not_streamed_and_counts_as_expired(server, api, shared_app, redis_client):
+    client = api.register(shared_app, "expiring")
+    with Admin(server.base, shared_app["app_key"], shared_app["app_secret"], "basic") as admin:
+        job = admin.gen_job("j", "t")
+        admin.push_terminal(client["client_id"], "short-lived", expires_time=1, job_id=job)
+        expired_at = time.time() + 1.1
+        admin.push_terminal(client["client_id"], "lasting", job_id=job)
+        time.sleep(max(0.0, expired_at - time.time()))  # the clock must pass the first one's expiry
+        stream = Stream(server.base, client)
+        try:
+            assert contents(stream.take(1)) == ["lasting"]
+            wait_for(lambda: admin.job_stats(job).expired == 1, message="expired == 1")
+        finally:
+            stream.close()
+
+
 # ---------------------------------------------------------------- revocation, presence
 
 def test_a_revoked_tokens_stream_ends_at_once(server, api, shared_app, redis_client):
