@@ -29,7 +29,7 @@ def create_app(config=None):
     app.register_blueprint(ops.bp)
     ops.init_app(app)  # first: its timing starts before any other hook can refuse the request
     errors.init_app(app)
-    app.wsgi_app = CorkedAnswers(app.wsgi_app)
+    app.wsgi_app = CorkedAnswers(app.wsgi_app, streamed_paths=comet.STREAMED_PATHS)
     if config.background:
         services.start_background()
     return app

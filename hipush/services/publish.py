@@ -118,6 +118,15 @@ class Publisher:
             after_answer(work)
         return push
 
+    def publish_batch(self, app: dict, sends: list) -> None:
+        """Pushes sent now to named clients (POST /push/batch): sends are (message, target, online_only,
+        expires_in), recorded in one SQL transaction and queued in one Redis round trip per slot, behind the
+        app's broadcasts. All or nothing: a client deleted since Targets.check leaves every push unrecorded."""
+        batch = [(self._new_push(app, message, target, online, STATUS_SENT, None, expires_in), message, target["ids"])
+                 for message, target, online, expires_in in sends]
+        self.in_flight.wait_none(app["id"])
+        self._record_and_queue(batch, whole=True)
+
     def _send_to_clients(self, batch: list) -> list:
         """A batch of (push, message, client ids): one SQL transaction, one Redis round trip. A push of an app
         with a broadcast being queued is left out (BEHIND_A_BROADCAST): its caller waits, then tries again."""
@@ -127,8 +136,12 @@ class Publisher:
             self._record_and_queue(sends)
         return [BEHIND_A_BROADCAST if push["app_id"] in busy else None for push, _, _ in batch]
 
-    def _record_and_queue(self, sends: list) -> None:
+    def _record_and_queue(self, sends: list, whole: bool = False) -> None:
+        """whole: a push that could not be recorded (its rows None) refuses them all (404, nothing recorded)."""
         with self.store.sending_to_clients(sends) as rows_of:
+            if whole and None in rows_of:
+                self.targets.forget(sends[0][0]["app_id"], [c for _, _, ids in sends for c in ids])
+                raise not_found(f"no such terminal (messages[{rows_of.index(None)}])")
             pipe = self.pools.pipeline()
             queued = []
             for (push, message, _), rows in zip(sends, rows_of):

@@ -37,7 +37,8 @@ def _client(client_id: str, part: str) -> str:
 
 
 def client_keys(client_id: str) -> dict:
-    return {part: _client(client_id, part) for part in ("queue", "inflight", "missed", "poller", "online")}
+    """wake: a list an acknowledgement pushes to, waking the client's stream when its window was full."""
+    return {part: _client(client_id, part) for part in ("queue", "inflight", "missed", "poller", "online", "wake")}
 
 
 def client_meta(client_id: str) -> str:
