@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROLES = ("web", "admin", "comet")
+MIN_PASSWORD = 8  # of a console operator's password
 
 
 class ConfigError(ValueError):
@@ -116,6 +117,7 @@ class Config:
     background: bool = True  # heartbeats and counter flushes; off for in-process unit tests
     # "host:port,...": seed nodes of a Redis Cluster; user, password and TLS then come from redis_url
     redis_cluster_nodes: str = ""
+    console_password: str = field(default="", repr=False)  # set: the console's operator `admin` has it
 
     @property
     def embedded_redis(self) -> bool:
@@ -204,6 +206,13 @@ def _node_timing(env) -> dict:
     return {"node_heartbeat": heartbeat, "node_ttl": ttl}
 
 
+def _console_password(env) -> str:
+    password = env.get("HIPUSH_CONSOLE_PASSWORD", "")
+    if password and len(password) < MIN_PASSWORD:
+        raise ConfigError(f"HIPUSH_CONSOLE_PASSWORD must have at least {MIN_PASSWORD} characters")
+    return password
+
+
 def load(environ=None, **overrides) -> Config:
     env = dict(os.environ if environ is None else environ)
     _load_dotenv(Path(env.get("HIPUSH_ENV_FILE", ".env")), env)
@@ -244,6 +253,7 @@ def load(environ=None, **overrides) -> Config:
         **_node_timing(env),
         retention_days=_number(env, "HIPUSH_RETENTION_DAYS", 30.0, 0, 36500),
         redis_cluster_nodes=_cluster_nodes(env),
+        console_password=_console_password(env),
     )
     values.update(overrides)
     return Config(**values)

@@ -18,13 +18,16 @@ from ..storage.runs import RunMarks
 from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
+from .audit import Audit
 from .broadcasts import BroadcastsInFlight
 from .clients import META_TTL, Clients
 from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
 from .jobs import Jobs
 from .nodes import Nodes
+from .operators import ADMIN, Operators
 from .publish import Publisher
+from .reports import Reports
 from .retention import CHECK_SECONDS as RETENTION_CHECK_SECONDS, Retention
 from .routes import Routes
 from .stats import Stats
@@ -71,6 +74,11 @@ class Services:
         self.timers = Timers(self.store, self.publisher)
         self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
         self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl)
+        self.audit = Audit(self.store)
+        self.operators = Operators(self.store, self.audit)
+        self.reports = Reports(self.store, self.stats)
+        if config.console_password:
+            self.operators.ensure(ADMIN, config.console_password, by="HIPUSH_CONSOLE_PASSWORD")
         self.scheduler = None
         self.stopping = False
 

@@ -5,7 +5,8 @@ A client registers itself with /user/genId, which never changes one registered b
 row and tag subscriptions, its tokens, its queues and parked poll, its place in the geo index. What it
 had been sent and never acknowledged is counted expired, so that a push's counts still add up.
 """
-from ..errors import not_found
+from .. import identity
+from ..errors import ApiError, not_found
 
 LOCATION = ("lat", "lng")
 
@@ -22,6 +23,13 @@ class Terminals:
     def get(self, app: dict, client_id: str) -> dict:
         """The client's row with its live state, else 404 / 1026 (another app's client too)."""
         return self._with_state([self.clients.get(app["id"], client_id)])[0]
+
+    def find(self, app: dict, client_or_device_id: str) -> dict:
+        """get() of the app's client with this client id, else of the one this device registered as."""
+        try:
+            return self.get(app, client_or_device_id)
+        except ApiError:
+            return self.get(app, identity.client_id_for(self.clients.secret_key, app["app_key"], client_or_device_id))
 
     def page(self, app: dict, start: int, limit: int, topic_id=None, org=None, terminal_type=None):
         """(total, rows with live state) of the app's clients, optionally only a tag's, an org's or a type's."""

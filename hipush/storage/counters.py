@@ -16,6 +16,7 @@ import zlib
 from . import keys
 
 COUNTER_FIELDS = ("sent", "arrived", "expired", "failed")
+ARRIVALS_KEPT_MS = 7 * 86400 * 1000  # a job's arrivals per minute are kept a week after its last arrival
 # A flush works 0.5 s at most (Stats.flush); a worker killed while holding the lock holds every node's flushes
 # back until it expires. Two flushers at once would still count each row once (claims carry their token).
 FLUSH_LOCK_SECONDS = 10
@@ -91,6 +92,10 @@ class CounterStore:
             live, _ = keys.counter_keys(kind, row_id)
             for name, n in fields.items():
                 pipe.hincrby(live, name, n)
+            if kind == "job" and fields.get("arrived"):
+                arrivals = keys.job_arrivals(row_id)
+                pipe.hincrby(arrivals, int(time.time() // 60), fields["arrived"])
+                pipe.pexpire(arrivals, ARRIVALS_KEPT_MS)
             member = f"{kind}:{row_id}"
             pipe.sadd(_dirty_key(member), member)
         if own:
@@ -160,6 +165,10 @@ class CounterStore:
         for row_id in row_ids:
             pipe.script(self._unflushed, keys.counter_keys(kind, row_id), [])
         return {row_id for row_id, flag in zip(row_ids, pipe.execute() if row_ids else []) if flag}
+
+    def arrivals(self, job_id) -> dict:
+        """{unix minute: messages of the job that arrived in it} (for a week after the last)."""
+        return {int(minute): int(n) for minute, n in self.commands.hgetall(keys.job_arrivals(job_id)).items()}
 
     def read(self, kind, row_id):
         """(pending_token, pending_counts, live_counts) read atomically."""

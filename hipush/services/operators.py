@@ -1,0 +1,42 @@
+"""Operators of the console: accounts with a name and a password, stored as a salted scrypt hash."""
+import re
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..config import MIN_PASSWORD
+from ..errors import bad_param
+
+NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+ADMIN = "admin"  # the operator HIPUSH_CONSOLE_PASSWORD creates or updates
+HASH_METHOD = "scrypt"
+# checked against when the name is unknown, so that a wrong name costs as long as a wrong password
+_UNKNOWN = generate_password_hash("no operator has this password", method=HASH_METHOD)
+
+
+class Operators:
+    def __init__(self, store, audit):
+        self.store = store
+        self.audit = audit
+
+    def set_password(self, name: str, password: str, by: str) -> bool:
+        """Creates the operator or changes its password (audited as done `by`); True when it was created."""
+        if not NAME.fullmatch(name or ""):
+            raise bad_param("an operator name is 1-64 letters, digits or _ . @ -")
+        if len(password or "") < MIN_PASSWORD:
+            raise bad_param(f"a password has at least {MIN_PASSWORD} characters")
+        created = self.store.put_operator(name, generate_password_hash(password, method=HASH_METHOD))
+        self.audit.record(by, "create operator" if created else "set password", name)
+        return created
+
+    def ensure(self, name: str, password: str, by: str) -> None:
+        """Gives the operator this password unless it has it already (each worker starting checks, one writes)."""
+        operator = self.store.get_operator(name)
+        if operator is None or not check_password_hash(operator["password_hash"], password):
+            self.set_password(name, password, by)
+
+    def authenticate(self, name: str, password: str):
+        """The operator's row when the password is theirs, else None."""
+        operator = self.store.get_operator(name) if NAME.fullmatch(name or "") else None
+        if not check_password_hash(operator["password_hash"] if operator else _UNKNOWN, password or ""):
+            return None
+        return operator
