@@ -33,6 +33,11 @@ class Nodes:
     def live(self) -> list:
         return self.registry.since(int(time.time() * 1000) - self.ttl_ms)
 
+    def records(self) -> list:
+        """Each live node as {"address", "heartbeat_ms"} (its last heartbeat, unix ms)."""
+        return [{"address": addr, "heartbeat_ms": beat}
+                for addr, beat in self.registry.beats_since(int(time.time() * 1000) - self.ttl_ms)]
+
     def _address(self, node: str) -> dict:
         host, _, port = node.rpartition(":")
         return {"ip": host, "port": int(port)}

@@ -16,6 +16,11 @@ class NodeRegistry:
     def remove(self, addr: str) -> None:
         self.commands.zrem(keys.NODES, addr)
 
+    def beats_since(self, since_ms: int) -> list:
+        """(address, last heartbeat in unix ms) of the nodes heard from at or after `since_ms`, by address."""
+        return sorted((n.decode(), int(ms)) for n, ms in
+                      self.commands.zrangebyscore(keys.NODES, since_ms, "+inf", withscores=True))
+
     def since(self, since_ms: int) -> list:
         """Addresses whose last heartbeat is at or after `since_ms`, sorted."""
         return sorted(n.decode() for n in self.commands.zrangebyscore(keys.NODES, since_ms, "+inf"))
