@@ -28,6 +28,7 @@ from support import Api, Server
 TEST_REDIS_URL = os.environ.get("HIPUSH_TEST_REDIS_URL", "")
 TEST_DATABASE_URL = os.environ.get("HIPUSH_TEST_DATABASE_URL", "")
 TEST_REDIS_CLUSTER = os.environ.get("HIPUSH_TEST_REDIS_CLUSTER") == "1"
+CHROMIUM = "/usr/bin/chromium"
 
 
 def pytest_configure(config):
@@ -174,3 +175,26 @@ def store(test_config):
     db.ensure_schema(engine)
     yield Store(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium under Playwright (which never downloads a browser of its own), per test module."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package. "
+                    "`make test` installs it (its `browser` target runs apt-get install -y chromium).", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make test` installs requirements.txt into .venv", pytrace=False)
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    except Exception:
+        playwright.stop()
+        raise
+    yield browser
+    browser.close()
+    playwright.stop()

@@ -1,7 +1,7 @@
 """The browser SDK (/sdk/hipush.js) and the demo page (/demo) in Debian's chromium, driven by Playwright.
 
 Everything runs against real gunicorn servers. Chromium is /usr/bin/chromium from Debian (`make test`
-installs it); Playwright never downloads a browser of its own.
+installs it); Playwright never downloads a browser of its own (the `browser` fixture is in conftest.py).
 """
 import hashlib
 import json
@@ -15,31 +15,8 @@ import requests
 
 from support import ROOT, Api, Server, free_port, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = ROOT / "docs" / "demo.png"
 WAIT_MS = 20_000  # default deadline of a page condition
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package. "
-                    "`make test` installs it (its `browser` target runs apt-get install -y chromium).", pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: `make test` installs requirements.txt into .venv", pytrace=False)
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-    except Exception:
-        playwright.stop()
-        raise
-    yield browser
-    browser.close()
-    playwright.stop()
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """What the console shows of an app's traffic: pages of jobs and pushes with their live counts, and a job's
 arrivals per minute."""
 import json
+import time
 
 from .publish import STATUS_CANCELLED, STATUS_FAILED, STATUS_SENDING, STATUS_SENT, STATUS_WAITING
 
 CHART_MINUTES = 24 * 60  # a job's chart shows at most its last day of arrivals
+CHART_MINUTES_MIN = 30  # and at least half an hour, so that one busy minute is one bar among others
 STATUS_NAMES = {STATUS_SENT: "sent", STATUS_WAITING: "waiting", STATUS_SENDING: "sending",
                 STATUS_FAILED: "failed", STATUS_CANCELLED: "cancelled"}
 
@@ -35,10 +37,12 @@ class Reports:
                         "status_name": STATUS_NAMES.get(row["status"], str(row["status"]))} for row in rows]
 
     def arrivals(self, job_id: int) -> list:
-        """(unix minute, arrivals) of every minute from the job's first arrival to its last, oldest first."""
+        """(unix minute, arrivals) of each minute of the job's chart, oldest first: at least CHART_MINUTES_MIN
+        minutes up to its last arrival (up to now while arrivals are recent), at most its last CHART_MINUTES."""
         per_minute = self.stats.arrivals(job_id)
         if not per_minute:
             return []
-        last = max(per_minute)
-        first = max(min(per_minute), last - CHART_MINUTES + 1)
-        return [(minute, per_minute.get(minute, 0)) for minute in range(first, last + 1)]
+        now = int(time.time() // 60)
+        end = now if now - max(per_minute) < CHART_MINUTES_MIN else max(per_minute)
+        start = max(min(min(per_minute), end - CHART_MINUTES_MIN + 1), end - CHART_MINUTES + 1)
+        return [(minute, per_minute.get(minute, 0)) for minute in range(start, end + 1)]

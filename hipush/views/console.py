@@ -115,12 +115,12 @@ def _safe_next(target) -> str:
 def login():
     if request.method == "GET":
         csrf_token()
-        return render_template("console/login.html", next=request.args.get("next", ""))
+        return render_template("console/login.html", next=request.args.get("next", ""), name="")
     services().rate_limiter.hit(f"console-login:{request.remote_addr}", LOGIN_ATTEMPTS, window=60)
     name = request.form.get("name", "")
     operator = services().operators.authenticate(name, request.form.get("password", ""))
     if operator is None:
-        return render_template("console/login.html", next=request.form.get("next", ""),
+        return render_template("console/login.html", next=request.form.get("next", ""), name=name,
                                failed="wrong name or password"), 401
     session.clear()  # a new session (and CSRF token) at each login
     session.update(operator=operator["name"], since=time.time())
