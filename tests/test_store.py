@@ -125,5 +125,5 @@ def test_a_version_2_database_gets_the_push_topics_index(tmp_path):
     indexes = {index["name"] for index in sa.inspect(engine).get_indexes("push_topics")}
     assert "ix_push_topics_push" in indexes
     with engine.connect() as conn:
-        assert conn.execute(sa.select(db.schema_version.c.version)).scalar() == db.SCHEMA_VERSION == 3
+        assert conn.execute(sa.select(db.schema_version.c.version)).scalar() == db.SCHEMA_VERSION == 4
     engine.dispose()
