@@ -51,6 +51,16 @@ def test_an_operator_walks_through_the_console(browser, console, redis_client, t
     page.click("#create-app button")
     page.wait_for_url(re.compile(r"/console/apps/[0-9a-f]+$"))
     app = {"app_key": page.text_content("#app-key"), "app_secret": page.text_content("#app-secret")}
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#rotate")
+    page.wait_for_selector("#rotated")
+    assert page.text_content("#app-secret") != app["app_secret"]
+    page.fill("#settings input[name=allowed_origins]", "https://shop.example")
+    page.fill("#settings input[name=publish_rate]", "50")
+    page.click("#settings button")
+    page.wait_for_selector("text=Saved.")
+    assert page.input_value("#settings input[name=allowed_origins]") == "https://shop.example"
+    assert page.input_value("#settings input[name=publish_rate]") == "50"
 
     api = Api(console.base)
     client = api.register(app, "console-device")
@@ -98,7 +108,8 @@ def test_an_operator_walks_through_the_console(browser, console, redis_client, t
     assert page.locator(f"#nodes code:text-is('127.0.0.1:{console.port}')").count() == 1
     page.click("text=Audit log")
     actions = page.locator("#audit td:nth-child(3)").all_text_contents()
-    assert actions[:4] == ["cancel timer", "send test message", "send test message", "create app"]
+    assert actions[:6] == ["cancel timer", "send test message", "send test message", "change app", "rotate secret",
+                           "create app"]
 
     page.click("#logout")
     page.wait_for_url("**/console/login")
@@ -113,6 +124,14 @@ def test_a_post_without_the_csrf_token_is_refused(console):
         answer = http.post(f"{console.base}/console/apps", data=data, allow_redirects=False)
         assert answer.status_code == 403 and "did not come from the console" in answer.text
     assert http.get(f"{console.base}/console/apps").text.count("<tr>") == before
+
+
+def test_console_errors_are_pages_and_pages_need_a_login(console):
+    missing = logged_in(console.base).get(f"{console.base}/console/apps/nosuchapp/jobs")
+    assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("text/html")
+    assert "no such app" in missing.text
+    anonymous = requests.get(f"{console.base}/console/audit", allow_redirects=False)
+    assert anonymous.status_code == 302 and "/console/login?next=" in anonymous.headers["Location"]
 
 
 def test_the_session_cookie_is_httponly_lax_and_secure_behind_tls(console):

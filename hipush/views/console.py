@@ -16,7 +16,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 from flask.sessions import SecureCookieSessionInterface
 
 from .. import limits as L
-from ..errors import ApiError, bad_param
+from ..errors import ApiError, bad_param, not_found
 from ..services import services
 from ..services.publish import STATUS_WAITING
 from ..storage.db import now_ms
@@ -98,7 +98,11 @@ def _paged(total: int, page: int) -> dict:
 
 
 def _app(app_key: str) -> dict:
-    return services().apps.require(app_key)
+    """The app as the database has it now (not a worker's cached copy: the page may show a secret just rotated)."""
+    app = services().apps.by_key(app_key, fresh=True)
+    if app is None:
+        raise not_found("no such app")
+    return app
 
 
 def _safe_next(target) -> str:
@@ -162,16 +166,15 @@ def app_page(app_key):
                              f"origins {form.get('allowed_origins')}, jsonp {form.get('jsonp')}, "
                              f"publish rate {rates['publish_rate']}, subscribe rate {rates['subscribe_rate']}")
         return redirect(url_for("console.app_page", app_key=app_key, saved=1))
-    return render_template("console/app.html", app=app, saved=request.args.get("saved"))
+    return render_template("console/app.html", app=app, saved=request.args.get("saved"),
+                           rotated=request.args.get("rotated"))
 
 
 @bp.route("/apps/<app_key>/rotate", methods=["POST"])
 def rotate(app_key):
-    _app(app_key)
-    rotated = services().apps.rotate_secret(app_key)
+    services().apps.rotate_secret(_app(app_key)["app_key"])
     _audit("rotate secret", app_key)
-    return render_template("console/app.html", app=services().apps.by_key(app_key, fresh=True),
-                           new_secret=rotated["app_secret"])
+    return redirect(url_for("console.app_page", app_key=app_key, rotated=1))
 
 
 # jobs, pushes, tags
