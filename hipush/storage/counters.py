@@ -92,10 +92,6 @@ class CounterStore:
             live, _ = keys.counter_keys(kind, row_id)
             for name, n in fields.items():
                 pipe.hincrby(live, name, n)
-            if kind == "job" and fields.get("arrived"):
-                arrivals = keys.job_arrivals(row_id)
-                pipe.hincrby(arrivals, int(time.time() // 60), fields["arrived"])
-                pipe.pexpire(arrivals, ARRIVALS_KEPT_MS)
             member = f"{kind}:{row_id}"
             pipe.sadd(_dirty_key(member), member)
         if own:
@@ -153,9 +149,17 @@ class CounterStore:
         return claimed
 
     def mark_applied(self, claimed) -> None:
+        """Marks the claims applied, and adds the jobs' arrivals to their per-minute counts (the flush's minute,
+        a second or so after the acks): in the flush, not on the poll path, and in the same round trip as the
+        marks, so a claim applied again after a failed mark is not counted twice."""
         pipe = self.pools.pipeline()
-        for kind, row_id, token, _ in claimed:
+        minute = int(time.time() // 60)
+        for kind, row_id, token, deltas in claimed:
             pipe.script(self._mark_applied, [keys.counter_keys(kind, row_id)[1]], [token, 3600])
+            if kind == "job" and deltas.get("arrived"):
+                arrivals = keys.job_arrivals(row_id)
+                pipe.hincrby(arrivals, minute, deltas["arrived"])
+                pipe.pexpire(arrivals, ARRIVALS_KEPT_MS)
         pipe.execute()
 
     def unflushed(self, kind: str, row_ids) -> set:

@@ -287,9 +287,6 @@ class CommandBatch:
     def sadd(self, name, *values) -> None:
         self.commands.append(("SADD", name, *values))
 
-    def pexpire(self, name, milliseconds) -> None:
-        self.commands.append(("PEXPIRE", name, milliseconds))
-
     def take(self) -> list:
         commands, self.commands = self.commands, []
         return commands
