@@ -150,11 +150,15 @@ def test_create_operator_asks_for_a_password_and_stores_it(console):
     assert create("night-shift", "second password").stdout.strip() == "operator night-shift has a new password"
     refused = create("night-shift", "short")
     assert refused.returncode == 1 and "at least 8 characters" in refused.stderr
-    logged_in(console.base, "night-shift", "second password")
+    session = logged_in(console.base, "night-shift", "second password")
+    assert session.get(f"{console.base}/console/audit", allow_redirects=False).status_code == 200
+    assert create("night-shift", "third password").returncode == 0
+    ended = session.get(f"{console.base}/console/audit", allow_redirects=False)
+    assert ended.status_code == 302, "a new password ends the sessions of the old one"
     http = requests.Session()
     token = csrf_of(http.get(f"{console.base}/console/login").text)
     assert http.post(f"{console.base}/console/login", data={"csrf": token, "name": "night-shift",
-                                                            "password": "first password"}).status_code == 401
+                                                            "password": "second password"}).status_code == 401
     audit = logged_in(console.base).get(f"{console.base}/console/audit").text
     assert "create operator</td><td>night-shift" in audit and "set password</td><td>night-shift" in audit
 

@@ -34,6 +34,12 @@ class Operators:
         if operator is None or not check_password_hash(operator["password_hash"], password):
             self.set_password(name, password, by)
 
+    def still_valid(self, name: str, logged_in_ms: int) -> bool:
+        """Whether a session that logged in at `logged_in_ms` still stands: the operator exists and its
+        password has not changed since (a new password ends every session of the old one)."""
+        operator = self.store.get_operator(name)
+        return operator is not None and operator["updated_at"] <= logged_in_ms
+
     def authenticate(self, name: str, password: str):
         """The operator's row when the password is theirs, else None."""
         operator = self.store.get_operator(name) if NAME.fullmatch(name or "") else None

@@ -8,7 +8,6 @@ Errors are answered as pages, not in the API's JSON envelope.
 import hashlib
 import hmac
 import secrets
-import time
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -79,7 +78,9 @@ def _guard():
             raise bad_param("this form has expired or did not come from the console: reload the page")
     if request.endpoint in OPEN_ENDPOINTS:
         return None
-    if not session.get("operator") or time.time() - session.get("since", 0) > SESSION_HOURS * 3600:
+    since = session.get("since", 0)
+    if not session.get("operator") or now_ms() - since > SESSION_HOURS * 3_600_000 \
+            or not services().operators.still_valid(session["operator"], since):
         session.clear()
         return redirect(url_for("console.login", next=request.full_path if request.method == "GET" else None))
     return None
@@ -127,7 +128,7 @@ def login():
         return render_template("console/login.html", next=request.form.get("next", ""), name=name,
                                failed="wrong name or password"), 401
     session.clear()  # a new session (and CSRF token) at each login
-    session.update(operator=operator["name"], since=time.time())
+    session.update(operator=operator["name"], since=now_ms())
     return redirect(_safe_next(request.form.get("next")))
 
 
