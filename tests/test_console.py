@@ -134,11 +134,12 @@ def test_console_errors_are_pages_and_pages_need_a_login(console):
     assert anonymous.status_code == 302 and "/console/login?next=" in anonymous.headers["Location"]
 
 
-def test_the_session_cookie_is_httponly_lax_and_secure_behind_tls(console):
+def test_the_session_cookie_is_httponly_lax_and_secure_behind_tls_and_pages_are_not_cached(console):
     plain = requests.get(f"{console.base}/console/login").headers["Set-Cookie"]
     assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Path=/console" in plain and "Secure" not in plain
     proxied = requests.get(f"{console.base}/console/login", headers={"X-Forwarded-Proto": "https"})
     assert "Secure" in proxied.headers["Set-Cookie"]
+    assert (proxied.headers["Cache-Control"], proxied.headers["X-Frame-Options"]) == ("no-store", "DENY")
 
 
 def test_create_operator_asks_for_a_password_and_stores_it(console):

@@ -86,6 +86,15 @@ def _guard():
     return None
 
 
+@bp.after_request
+def _protect(response):
+    """Pages show app secrets: never cached, never framed by another site."""
+    response.headers.update({"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                             "Content-Security-Policy": "frame-ancestors 'none'",
+                             "X-Content-Type-Options": "nosniff"})
+    return response
+
+
 def _audit(action: str, detail: str) -> None:
     services().audit.record(session["operator"], action, detail)
 
