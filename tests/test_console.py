@@ -103,6 +103,7 @@ def test_an_operator_walks_through_the_console(browser, console, redis_client, t
     page.click("#lookup button")
     assert (page.text_content("#online"), page.text_content("#queued"), page.text_content("#inflight")) == \
         ("yes", "0", "0")
+    assert page.text_content("#last-poll").startswith("ended 20")
 
     page.click("text=Nodes")
     assert page.locator(f"#nodes code:text-is('127.0.0.1:{console.port}')").count() == 1

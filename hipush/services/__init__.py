@@ -66,7 +66,8 @@ class Services:
         self.jobs = Jobs(self.store, self.stats)
         self.topics = Topics(self.store)
         self.targets = Targets(self.store, geo)
-        self.terminals = Terminals(self.store, self.queues, self.stats, self.clients, self.targets, META_TTL)
+        self.terminals = Terminals(self.store, self.queues, self.stats, self.clients, self.targets, META_TTL,
+                                   config.presence_grace)
         self.routes = Routes(DeliveryQueue(pools), self.stats, config.routes)
         answer_hold = AnswerHold()
         self.publisher = Publisher(self.store, pools, self.queues, self.stats, self.targets, self.routes, answer_hold,

@@ -253,6 +253,16 @@ class Queues:
         replies = pipe.execute()
         return [(bool(replies[i]), replies[i + 1], replies[i + 2]) for i in range(0, len(replies), 3)]
 
+    def presence(self, client_id) -> tuple:
+        """(whether a poll of the client is in progress, ms its presence has left or None): every poll sets
+        the presence to last its timeout plus the grace, and to the grace alone when it ends."""
+        k = keys.client_keys(client_id)
+        pipe = self.pools.commands.pipeline(transaction=False)
+        pipe.exists(k["poller"])
+        pipe.pttl(k["online"])
+        polling, left = pipe.execute()
+        return bool(polling), left if left > 0 else None
+
     def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms, epoch=None) -> PollStep:
         """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones).
         With `epoch`, first checks it against the client's cached token epoch (step.auth)."""

@@ -284,7 +284,7 @@ def terminals():
         L.check_length("client or device id", query, 128)
         found = services().terminals.find(_app(app_key), query)
     return render_template("console/terminals.html", apps=services().store.list_apps(), app_key=app_key,
-                           query=query, terminal=found)
+                           query=query, terminal=found, grace=services().config.presence_grace)
 
 
 @bp.route("/audit")
