@@ -8,6 +8,8 @@ import sys
 import pytest
 import requests
 
+from hipush.services.audit import Audit
+from hipush.services.operators import Operators
 from support import ROOT, Api, Server, park_poll, wait_for
 
 PASSWORD = "console-test-pw"
@@ -163,6 +165,21 @@ def test_create_operator_asks_for_a_password_and_stores_it(console):
                                                             "password": "second password"}).status_code == 401
     audit = logged_in(console.base).get(f"{console.base}/console/audit").text
     assert "create operator</td><td>night-shift" in audit and "set password</td><td>night-shift" in audit
+
+
+def test_the_start_password_creates_then_updates_and_otherwise_leaves_the_operator(store):
+    """What HIPUSH_CONSOLE_PASSWORD does at each worker's start (Operators.ensure), on the run's database."""
+    operators = Operators(store, Audit(store))
+
+    def audited():
+        return [(row["action"], row["detail"]) for row in store.list_audit(0, 1000)[1] if row["detail"] == "boot-op"]
+    operators.ensure("boot-op", "first boot password", by="start")
+    operators.ensure("boot-op", "first boot password", by="start")  # another worker, or a restart: no write
+    assert audited() == [("create operator", "boot-op")]
+    operators.ensure("boot-op", "second boot password", by="start")
+    assert audited() == [("set password", "boot-op"), ("create operator", "boot-op")]
+    assert operators.authenticate("boot-op", "second boot password")["name"] == "boot-op"
+    assert operators.authenticate("boot-op", "first boot password") is None
 
 
 def test_the_landing_page_links_demo_docs_and_console(console):
