@@ -45,12 +45,17 @@ run: install
 	@echo
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
+# TEST_JOBS pytest sessions at once (pytest-xdist, a test file per session at a time): most of a test's time is
+# spent waiting on servers, so two sessions on two cores take little more than half as long as one.
+TEST_JOBS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile
+
 test: install browser faketime redis-server
-	$(BIN)/python -m pytest -q
-	HIPUSH_TEST_REDIS_CLUSTER=1 $(BIN)/python -m pytest -q $(CLUSTER_TESTS)
+	$(PYTEST)
+	HIPUSH_TEST_REDIS_CLUSTER=1 $(PYTEST) $(CLUSTER_TESTS)
 
 test-cluster: install redis-server
-	HIPUSH_TEST_REDIS_CLUSTER=1 $(BIN)/python -m pytest -q $(CLUSTER_TESTS)
+	HIPUSH_TEST_REDIS_CLUSTER=1 $(PYTEST) $(CLUSTER_TESTS)
 
 test-external: install browser faketime redis-server
 	HIPUSH_TEST_REDIS_URL=$(EXTERNAL_REDIS) HIPUSH_TEST_DATABASE_URL=$(EXTERNAL_DATABASE) $(MAKE) test

@@ -6,6 +6,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from hipush_client.protocol import MAX_POLL_TIMEOUT
+
 ROLES = ("web", "admin", "comet")
 MIN_PASSWORD = 8  # of a console operator's password
 
@@ -101,7 +103,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     routes: RouteSettings = field(default_factory=RouteSettings)
     poll_timeout_default: int = 30
-    poll_timeout_max: int = 60
+    poll_timeout_max: int = MAX_POLL_TIMEOUT
     presence_grace: int = 30
     default_expires: int = 86400
     max_expires: int = 10 * 86400
@@ -243,7 +245,7 @@ def load(environ=None, **overrides) -> Config:
         data_dir=data_dir,
         limits=Limits(queue_length=_int(env, "HIPUSH_QUEUE_LENGTH", 1000, 1, 100000)),
         routes=_route_settings(env),
-        poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, 60),
+        poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, MAX_POLL_TIMEOUT),
         presence_grace=_int(env, "HIPUSH_PRESENCE_GRACE", 30, 1, 3600),
         max_parked_polls=_int(env, "HIPUSH_MAX_PARKED_POLLS", 9000, 1, 100000),
         publish_rate=_int(env, "HIPUSH_PUBLISH_RATE", 1000, 0, 10**9),

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -25,8 +26,30 @@ from hipush.storage.installation import Installation
 from hipush.storage.store import Store
 from support import Api, Server
 
-TEST_REDIS_URL = os.environ.get("HIPUSH_TEST_REDIS_URL", "")
-TEST_DATABASE_URL = os.environ.get("HIPUSH_TEST_DATABASE_URL", "")
+# Under pytest-xdist (`make test` runs `pytest -n 2`), each worker is a session of its own with its own data dir,
+# embedded Redis and local cluster; on the machine's servers worker N takes Redis database number + N and the
+# MariaDB database <name>_gwN (created when missing), so that no two sessions share data.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+
+
+def _for_this_worker(redis_url: str, database_url: str) -> tuple:
+    if XDIST_WORKER and redis_url:
+        parts = urlsplit(redis_url)
+        redis_url = urlunsplit(parts._replace(path=f"/{int(parts.path.strip('/') or 0) + XDIST_WORKER}"))
+    if XDIST_WORKER and database_url:
+        named = sa.engine.make_url(database_url)
+        url = named.set(database=f"{named.database}_gw{XDIST_WORKER}")
+        if url.get_backend_name() != "sqlite":
+            engine = sa.create_engine(named)  # the named database exists: made from there
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+            engine.dispose()
+        database_url = url.render_as_string(hide_password=False)
+    return redis_url, database_url
+
+
+TEST_REDIS_URL, TEST_DATABASE_URL = _for_this_worker(os.environ.get("HIPUSH_TEST_REDIS_URL", ""),
+                                                     os.environ.get("HIPUSH_TEST_DATABASE_URL", ""))
 TEST_REDIS_CLUSTER = os.environ.get("HIPUSH_TEST_REDIS_CLUSTER") == "1"
 CHROMIUM = "/usr/bin/chromium"
 

@@ -15,6 +15,8 @@ import json
 import logging
 import time
 
+from hipush_client.protocol import STATUS_FAILED, STATUS_SENDING, STATUS_SENT
+
 from ..errors import not_found
 from ..storage import queues
 from ..storage.db import now_ms
@@ -22,7 +24,6 @@ from .batching import GroupCommit
 
 log = logging.getLogger("hipush.publish")
 
-STATUS_SENT, STATUS_WAITING, STATUS_SENDING, STATUS_FAILED, STATUS_CANCELLED = 0, 1, 2, 3, 4
 COMET_TERMINALS = frozenset({"web", "android"})
 PIPELINE_BATCH = 1000  # clients queued per Redis call of a broadcast (a page of target rows)
 BEHIND_A_BROADCAST = "behind a broadcast"  # a unicast's batch result: its app has a broadcast being queued

@@ -9,11 +9,11 @@ import json
 from datetime import datetime
 
 from flask import Blueprint, request
+from hipush_client.protocol import STATUS_WAITING
 
 from .. import limits as L
 from ..errors import auth_failed, bad_param, not_found
 from ..services import services
-from ..services.publish import STATUS_WAITING
 from ..storage.db import now_ms
 from .params import request_authorization, request_params
 from .guards import idempotent, limit_app
