@@ -3,7 +3,7 @@ arrivals per minute."""
 import json
 import time
 
-from .publish import STATUS_CANCELLED, STATUS_FAILED, STATUS_SENDING, STATUS_SENT, STATUS_WAITING
+from hipush_client.protocol import STATUS_CANCELLED, STATUS_FAILED, STATUS_SENDING, STATUS_SENT, STATUS_WAITING
 
 CHART_MINUTES = 24 * 60  # a job's chart shows at most its last day of arrivals
 CHART_MINUTES_MIN = 30  # and at least half an hour, so that one busy minute is one bar among others

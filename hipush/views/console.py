@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from hipush_client.protocol import STATUS_WAITING
 
 from .. import limits as L
 from ..errors import ApiError, bad_param, not_found
 from ..services import services
-from ..services.publish import STATUS_WAITING
 from ..storage.db import now_ms
 
 bp = Blueprint("console", __name__, url_prefix="/console", static_folder="../static/console",
