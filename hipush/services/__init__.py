@@ -25,7 +25,7 @@ from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
 from .jobs import Jobs
 from .nodes import Nodes
-from .operators import ADMIN, Operators
+from .operators import Operators
 from .publish import Publisher
 from .reports import Reports
 from .retention import CHECK_SECONDS as RETENTION_CHECK_SECONDS, Retention
@@ -46,7 +46,7 @@ class Services:
         if self.embedded:
             self.embedded.ensure_running(detach=True)  # no-op when gunicorn's master started it
         self.engine = make_engine(config.database_url)
-        ensure_schema(self.engine)
+        ensure_schema(self.engine, unreachable_ok=True)  # gunicorn's master made it before forking
         self.store = Store(self.engine)
         pools = self.redis = redis_pools.connect(config.effective_redis_url, config.redis_cluster_nodes,
                                                  config.max_parked_polls, config.poll_timeout_max)
@@ -78,8 +78,6 @@ class Services:
         self.audit = Audit(self.store)
         self.operators = Operators(self.store, self.audit)
         self.reports = Reports(self.store, self.stats)
-        if config.console_password:
-            self.operators.ensure(ADMIN, config.console_password, by="HIPUSH_CONSOLE_PASSWORD")
         self.scheduler = None
         self.stopping = False
 
@@ -90,7 +88,7 @@ class Services:
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:
-            self.nodes.heartbeat()  # live from the moment we answer requests
+            scheduler.safely(self.nodes.heartbeat)()  # live from the moment we answer requests
             jobs.append((self.nodes.heartbeat, self.config.node_heartbeat))
         if self.embedded:
             jobs.append((self._revive_embedded_redis, 2))

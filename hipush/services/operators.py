@@ -46,3 +46,17 @@ class Operators:
         if not check_password_hash(operator["password_hash"] if operator else _UNKNOWN, password or ""):
             return None
         return operator
+
+
+def ensure_admin() -> None:
+    """HIPUSH_CONSOLE_PASSWORD, when set, becomes the password of the operator admin: gunicorn's master has a
+    child process run this once per start, before any worker (a worker never needs the database to boot)."""
+    from .. import config
+    from ..storage.db import make_engine
+    from ..storage.store import Store
+    from .audit import Audit
+
+    settings = config.load()
+    if settings.console_password:
+        store = Store(make_engine(settings.database_url))
+        Operators(store, Audit(store)).ensure(ADMIN, settings.console_password, by="HIPUSH_CONSOLE_PASSWORD")

@@ -6,9 +6,10 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from . import db
 from .counters import COUNTER_FIELDS
 from .db import (COUNTER_TABLES, apps, audit_log, clients, installation, jobs, messages, now_ms, operators,
-                 push_topics, pushes, schema_version, subscriptions, topics)
+                 push_topics, pushes, subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -408,14 +409,7 @@ class Store:
                                  execution_options=NO_STATEMENT_CACHE)
 
     def reachable(self) -> bool:
-        """Whether the database answers at all (a failing statement may be its fault or the statement's): a read
-        of the one-row schema table, as cheap as SELECT 1, and on SQLite it reaches the file (SELECT 1 does not)."""
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.select(schema_version.c.version).limit(1))
-        except sa.exc.SQLAlchemyError:
-            return False
-        return True
+        return db.reachable(self.engine)
 
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]
