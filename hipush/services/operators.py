@@ -1,4 +1,5 @@
 """Operators of the console: accounts with a name and a password, stored as a salted scrypt hash."""
+import functools
 import re
 
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -9,8 +10,12 @@ from ..errors import bad_param
 NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 ADMIN = "admin"  # the operator HIPUSH_CONSOLE_PASSWORD creates or updates
 HASH_METHOD = "scrypt"
-# checked against when the name is unknown, so that a wrong name costs as long as a wrong password
-_UNKNOWN = generate_password_hash("no operator has this password", method=HASH_METHOD)
+
+
+@functools.cache
+def _unknown_operator_hash() -> str:
+    """Checked against when the name is unknown, so that a wrong name costs as long as a wrong password."""
+    return generate_password_hash("no operator has this password", method=HASH_METHOD)
 
 
 class Operators:
@@ -43,7 +48,7 @@ class Operators:
     def authenticate(self, name: str, password: str):
         """The operator's row when the password is theirs, else None."""
         operator = self.store.get_operator(name) if NAME.fullmatch(name or "") else None
-        if not check_password_hash(operator["password_hash"] if operator else _UNKNOWN, password or ""):
+        if not check_password_hash(operator["password_hash"] if operator else _unknown_operator_hash(), password or ""):
             return None
         return operator
 
