@@ -80,6 +80,7 @@ run: install
 	@echo "hipush starts on http://$${HIPUSH_BIND:-127.0.0.1:8080} (data in $${HIPUSH_DATA_DIR:-./var})."
 	@echo "In another terminal, register an app and follow README.md 'Try it':"
 	@echo "    $(BIN)/python app.py create-app myapp"
+	@echo "Operator console: http://$${HIPUSH_BIND:-127.0.0.1:8080}/console (log in as admin with HIPUSH_CONSOLE_PASSWORD)."
 	@echo
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 

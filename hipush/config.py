@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from hipush_client.protocol import MAX_POLL_TIMEOUT
 
 ROLES = ("web", "admin", "comet")
+MIN_PASSWORD = 8  # of a console operator's password
 
 
 class ConfigError(ValueError):
@@ -122,6 +123,7 @@ class Config:
     # "host:port,...": seed nodes of a Redis Cluster; user, password and TLS then come from redis_url
     redis_cluster_nodes: str = ""
     metrics_token: str = field(default="", repr=False)  # set: GET /metrics needs "Authorization: Bearer <it>"
+    console_password: str = field(default="", repr=False)  # set: the console's operator `admin` has it
 
     @property
     def embedded_redis(self) -> bool:
@@ -210,6 +212,13 @@ def _node_timing(env) -> dict:
     return {"node_heartbeat": heartbeat, "node_ttl": ttl}
 
 
+def _console_password(env) -> str:
+    password = env.get("HIPUSH_CONSOLE_PASSWORD", "")
+    if password and len(password) < MIN_PASSWORD:
+        raise ConfigError(f"HIPUSH_CONSOLE_PASSWORD must have at least {MIN_PASSWORD} characters")
+    return password
+
+
 def load(environ=None, **overrides) -> Config:
     env = dict(os.environ if environ is None else environ)
     _load_dotenv(Path(env.get("HIPUSH_ENV_FILE", ".env")), env)
@@ -254,6 +263,7 @@ def load(environ=None, **overrides) -> Config:
         retention_days=_number(env, "HIPUSH_RETENTION_DAYS", 30.0, 0, 36500),
         redis_cluster_nodes=_cluster_nodes(env),
         metrics_token=env.get("HIPUSH_METRICS_TOKEN", ""),
+        console_password=_console_password(env),
     )
     values.update(overrides)
     return Config(**values)

@@ -151,7 +151,7 @@ def test_a_version_3_database_gets_the_clicked_counters(tmp_path):
     """Schema 4 adds `clicked` to jobs and pushes; the rows there keep their counts and click from 0."""
     engine = _database_of_version(tmp_path / "v3.db", 3,
                                   "INSERT INTO jobs (app_id, name, type, created_at, sent) VALUES (1, 'j', 't', 0, 5)")
-    assert _upgraded_version(engine) == db.SCHEMA_VERSION == 4
+    assert _upgraded_version(engine) == db.SCHEMA_VERSION == 5
     assert "clicked" in {column["name"] for column in sa.inspect(engine).get_columns("pushes")}
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT sent, clicked FROM jobs")).one() == (5, 0)

@@ -56,6 +56,11 @@ def clicked(push_id, client_id: str) -> str:
     return f"{PREFIX}:click:{push_id}:{client_id}"
 
 
+def job_arrivals(job_id) -> str:
+    """Hash: unix minute -> messages of the job that arrived in it (the console's chart); in the job's counter slot."""
+    return f"{PREFIX}:{{cnt:job:{job_id}}}:arrivals"
+
+
 def geo(app_id) -> str:
     """The app's clients by last known location (GEOADD / GEOSEARCH)."""
     return f"{PREFIX}:geo:{app_id}"

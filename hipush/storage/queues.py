@@ -341,6 +341,16 @@ class Queues:
         if poller:
             self.unblock(poller.decode())
 
+    def presence(self, client_id) -> tuple:
+        """(whether a poll of the client is in progress, ms its presence has left or None): every poll sets
+        the presence to last its timeout plus the grace, and to the grace alone when it ends."""
+        k = keys.client_keys(client_id)
+        pipe = self.pools.commands.pipeline(transaction=False)
+        pipe.exists(k["poller"])
+        pipe.pttl(k["online"])
+        polling, left = pipe.execute()
+        return bool(polling), left if left > 0 else None
+
     def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms, epoch=None,
                    keep=False) -> PollStep:
         """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones),

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from . import db
 from .counters import COUNTER_FIELDS
-from .db import (COUNTER_TABLES, apps, clients, installation, jobs, messages, now_ms, push_topics, pushes,
-                 subscriptions, topics)
+from .db import (COUNTER_TABLES, apps, audit_log, clients, installation, jobs, messages, now_ms, operators,
+                 push_topics, pushes, subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -201,6 +201,10 @@ class Store:
         return self._insert(messages, app_id=app_id, job_id=job_id, msg_type=msg_type,
                             content=content, content_format=content_format, created_at=now_ms())
 
+    def list_jobs(self, app_id: int, start: int, limit: int):
+        """(total, rows) of the app's jobs, newest first."""
+        return self._page(sa.select(jobs).where(jobs.c.app_id == app_id), jobs.c.id.desc(), start, limit)
+
     def get_message(self, app_id: int, message_id: int):
         return self._one(sa.select(messages).where(messages.c.id == message_id, messages.c.app_id == app_id))
 
@@ -283,6 +287,9 @@ class Store:
     def pushes_with_status(self, app_id: int, status: int, start: int, limit: int):
         query = sa.select(pushes).where(pushes.c.app_id == app_id, pushes.c.status == status)
         return self._push_page(query, start, limit)
+
+    def pushes_of_app(self, app_id: int, start: int, limit: int):
+        return self._push_page(sa.select(pushes).where(pushes.c.app_id == app_id), start, limit)
 
     def pushes_of_topic(self, topic_id: int, since, until, start: int, limit: int):
         query = sa.select(pushes).where(
@@ -408,6 +415,28 @@ class Store:
         table = COUNTER_TABLES[kind]
         return self._one(sa.select(*(table.c[name] for name in COUNTER_FIELDS), table.c.flush_token)
                          .where(table.c.id == row_id))
+
+    # operators of the console, and its audit log
+    def get_operator(self, name: str):
+        return self._one(sa.select(operators).where(operators.c.name == name))
+
+    def put_operator(self, name: str, password_hash: str) -> bool:
+        """Creates the operator, or gives an existing one this password hash; True when it was created."""
+        now = now_ms()
+        with self.engine.begin() as conn:
+            if conn.execute(_insert_ignore(operators).values(
+                    name=name, password_hash=password_hash, created_at=now, updated_at=now)).rowcount == 1:
+                return True
+            conn.execute(operators.update().where(operators.c.name == name)
+                         .values(password_hash=password_hash, updated_at=now))
+            return False
+
+    def add_audit(self, operator: str, action: str, detail: str) -> None:
+        self._insert(audit_log, at=now_ms(), operator=operator, action=action, detail=detail)
+
+    def list_audit(self, start: int, limit: int):
+        """(total, rows) of the audit log, newest first."""
+        return self._page(sa.select(audit_log), audit_log.c.id.desc(), start, limit)
 
     # the installation
     def predates_installation(self) -> bool:
