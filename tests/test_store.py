@@ -116,7 +116,8 @@ def test_schema_creation_is_safe_when_processes_start_together(test_config, tmp_
 
 # what each schema step added, undone to make a database of the version before it
 _UNDO = {3: ["DROP INDEX ix_push_topics_push"],
-         4: [f"ALTER TABLE {table} DROP COLUMN clicked" for table in ("jobs", "pushes")]}
+         4: [f"ALTER TABLE {table} DROP COLUMN clicked" for table in ("jobs", "pushes")],
+         5: ["DROP TABLE audit_log", "DROP TABLE operators"]}
 
 
 def _database_of_version(path, version: int, *statements):
