@@ -149,14 +149,14 @@ class Publisher:
                 pages.append((push, *self._body_and_entry(push, message), rows))
         queued = self._queue_pages(self.pools.pipeline(), pages)
         try:
-            self.store.move_pushes([page[0]["id"] for page, done in zip(pages, queued) if done],
+            self.store.move_pushes([page[0]["id"] for page, (done, _) in zip(pages, queued) if done],
                                    STATUS_SENDING, STATUS_SENT)
         except Exception:
             log.exception("pushes queued but not marked sent: retry_stale will find them queued")
 
-    def send(self, push: dict, message: dict) -> None:
+    def send(self, push: dict, message: dict, retry: bool = False) -> None:
         """Queues a push whose status the caller has set to sending (a timer's, a retried one), in publish order."""
-        self._fan_out(push, message, self.in_flight.begin(push["app_id"]))
+        self._fan_out(push, message, self.in_flight.begin(push["app_id"]), retry)
 
     def retry_stale(self) -> None:
         """Takes over the pushes left sending longer than the lease (their queueing failed, or their worker died)
@@ -166,13 +166,15 @@ class Publisher:
             if self.store.touch_push(push_id, STATUS_SENDING, send_time, now_ms()):
                 push = self.store.get_push(push_id)
                 log.warning("push %s: still sending after its lease, queued again", push_id)
-                self.send(push, self.store.get_message(push["app_id"], push["message_id"]))
+                self.send(push, self.store.get_message(push["app_id"], push["message_id"]), retry=True)
 
-    def _fan_out(self, push: dict, message: dict, mark: str) -> None:
+    def _fan_out(self, push: dict, message: dict, mark: str, retry: bool = False) -> None:
         """Queues a push for its targets page by page, then marks it sent and clears the app's in-flight mark.
-        A failure is logged and the push left sending, for `retry_stale` (its call has answered already)."""
+        A failure is logged and the push left sending, for `retry_stale` (its call has answered already).
+        A retry that reaches every target also sets its `sent` count right: an earlier attempt may have queued
+        clients whose replies (and so counts) it never got."""
         push_id, app_id = push["id"], push["app_id"]
-        targeted, complete = 0, True
+        targeted, served, complete = 0, 0, True
         started = touched = time.monotonic()
         self.answer_hold.hold()
         held_until = time.monotonic() + ANSWER_HOLD_SECONDS
@@ -186,8 +188,8 @@ class Publisher:
                     page = rows[start:start + PIPELINE_BATCH]
                     pipe = self.pools.pipeline()
                     self.in_flight.keep(pipe, app_id)  # also on pages of routed terminals only: a long one keeps it
-                    [done] = self._queue_pages(pipe, [(push, body, raw_entry, page)])
-                    complete = complete and done
+                    [(done, have)] = self._queue_pages(pipe, [(push, body, raw_entry, page)])
+                    complete, served = complete and done, served + have
                     targeted += len(page)
                     if time.monotonic() - touched > self.send_lease_ms / 3000:  # a sign of life, for retry_stale
                         touched, now = time.monotonic(), now_ms()
@@ -198,6 +200,9 @@ class Publisher:
                         self.answer_hold.release()
                     time.sleep(0)  # under gevent: let the worker's other requests run between batches
             if complete:
+                if retry:
+                    self.stats.count("sent", push_id, push["job_id"],
+                                     served - self.stats.totals("push", push_id)["sent"])
                 self.store.finish_push(push_id, STATUS_SENT, targeted)
             log.info("push %s queued for %s targets in %.0f ms%s", push_id, targeted,
                      1000 * (time.monotonic() - started), "" if complete else ", some not yet: to be retried")
@@ -214,21 +219,24 @@ class Publisher:
     def _queue_pages(self, pipe, pages: list) -> list:
         """pages: (push, body, raw entry, target rows) each. Queues each push for its long-polling clients in one
         round trip on `pipe` (then WAITs for the replicas, if set), counts what each queued, hands the other
-        terminals to their routes. Returns per page whether its push is now wholly queued (and replicated)."""
+        terminals to their routes. Returns per page whether its push is now wholly queued (and replicated), and
+        how many of its clients have it."""
         at = [self._queue(pipe, push, raw_entry, rows) for push, _, raw_entry, rows in pages]
         pipe.wait_for_replicas(*self.wait)
         try:
             results = pipe.execute(raise_on_error=False)
         except Exception:
             log.warning("queueing %s pushes failed: to be retried", len(pages), exc_info=True)
-            return [False] * len(pages)
+            return [(False, 0)] * len(pages)
         done = []
         for (push, body, _, rows), where in zip(pages, at):
+            outcome = self._queued(results, where)
+            have = sum(1 for r in outcome if r is queues.ALREADY or isinstance(r, list))
             try:
-                done.append(self._settle(push, body, rows, self._queued(results, where)) and pipe.replicated)
+                done.append((self._settle(push, body, rows, outcome) and pipe.replicated, have))
             except Exception:
                 log.exception("push %s: its routed terminals are not queued: to be retried", push["id"])
-                done.append(False)
+                done.append((False, have))
         return done
 
     @staticmethod
