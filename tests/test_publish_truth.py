@@ -7,7 +7,6 @@ one client's cached meta key the wrong Redis type (its script call errors before
 by killing the master of one shard.
 """
 import json
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +15,7 @@ from sqlalchemy.engine import make_url
 from hipush.services.publish import STATUS_SENDING, STATUS_SENT
 from hipush.storage import keys
 from hipush.storage.db import pushes
-from support import Api, Relay, Server, wait_for
+from support import Api, Relay, Server, pushes_of_job, wait_for
 
 LEASE = "1"  # HIPUSH_SEND_LEASE of this module's server: a stalled push is retried after a second
 
@@ -47,11 +46,6 @@ def _push_row(store, push_id):
         return conn.execute(sa.select(pushes).where(pushes.c.id == push_id)).mappings().first()
 
 
-def _pushes_of_job(store, job):
-    with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.select(pushes).where(pushes.c.job_id == job)).mappings()]
-
-
 def _drain(api, client, expect: int) -> list:
     """What the client gets: `expect` messages, then a short poll that must find nothing more. (A first poll
     after a failover may answer 503: its worker reads the new slot map; what it took is handed out again.)"""
@@ -66,7 +60,7 @@ def test_a_unicast_whose_enqueue_fails_after_its_commit_answers_ok_and_is_delive
     client = rest.register(app_, "unlucky")
     meta = _poison(redis_client, client)
     rest.send(app_, job, client, "committed first")  # OK: the row is the truth
-    [push] = _pushes_of_job(store, job)
+    [push] = pushes_of_job(store, job)
     assert push["status"] == STATUS_SENDING  # not queued yet
     redis_client.delete(meta)  # the shard is back: the retry queues it
     wait_for(lambda: _push_row(store, push["id"])["status"] == STATUS_SENT, message="the push retried and sent")
@@ -125,8 +119,8 @@ def test_a_publish_answered_with_an_error_because_sql_is_down_is_never_delivered
              timeout=30, message="publishing again once SQL is back")
     contents = [m["content"] for m in _drain(api, client, 1)]
     assert "never" not in contents and contents.count("after") >= 1
-    assert all(json.loads(p["target"])["ids"] == [client["client_id"]] for p in _pushes_of_job(store, job))
-    assert len(_pushes_of_job(store, job)) == contents.count("after")  # a row for each delivered, none other
+    assert all(json.loads(p["target"])["ids"] == [client["client_id"]] for p in pushes_of_job(store, job))
+    assert len(pushes_of_job(store, job)) == contents.count("after")  # a row for each delivered, none other
 
 
 @pytest.mark.cluster
@@ -151,7 +145,7 @@ def test_publishes_while_a_shard_master_is_killed_are_delivered_iff_answered_ok(
         print(f"\nwith a master down: {sum(answered.values())} of {len(clients)} unicasts answered OK, the broadcast "
               f"{'OK' if broadcast else '503'}")
         recovery = local_cluster.node_timeout / 1000 + 30
-        wait_for(lambda: all(p["status"] == STATUS_SENT for p in _pushes_of_job(store, job)), timeout=recovery,
+        wait_for(lambda: all(p["status"] == STATUS_SENT for p in pushes_of_job(store, job)), timeout=recovery,
                  message="every recorded publish sent once the replica took over")
         if broadcast:
             wait_for(lambda: store.pushes_of_message(app_["id"], broadcast)[0]["status"] == STATUS_SENT,
@@ -160,7 +154,7 @@ def test_publishes_while_a_shard_master_is_killed_are_delivered_iff_answered_ok(
             contents = [m["content"] for m in _drain(rest, client, answered[client["client_id"]] + bool(broadcast))]
             assert contents.count("during") == answered[client["client_id"]], (client, contents)
             assert contents.count("to all") == bool(broadcast), (client, contents)
-        assert len(_pushes_of_job(store, job)) == sum(answered.values())  # a row for each OK, none other
+        assert len(pushes_of_job(store, job)) == sum(answered.values())  # a row for each OK, none other
         if broadcast:
             def status():
                 return rest.call("/manager/query_msg_status", {"msg_id": broadcast}, app_).json()["data"][0]

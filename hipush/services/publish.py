@@ -193,8 +193,10 @@ class Publisher:
                     targeted += len(page)
                     if time.monotonic() - touched > self.send_lease_ms / 3000:  # a sign of life, for retry_stale
                         touched, now = time.monotonic(), now_ms()
-                        if self.store.touch_push(push_id, STATUS_SENDING, push["send_time"], now):
-                            push["send_time"] = now
+                        if not self.store.touch_push(push_id, STATUS_SENDING, push["send_time"], now):
+                            log.warning("push %s: taken over by another worker after %s targets", push_id, targeted)
+                            return
+                        push["send_time"] = now
                     if held_until and time.monotonic() > held_until:
                         held_until = None
                         self.answer_hold.release()
