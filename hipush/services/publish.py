@@ -188,7 +188,7 @@ class Publisher:
                     page = rows[start:start + PIPELINE_BATCH]
                     pipe = self.pools.pipeline()
                     self.in_flight.keep(pipe, app_id)  # also on pages of routed terminals only: a long one keeps it
-                    [(done, have)] = self._queue_pages(pipe, [(push, body, raw_entry, page)])
+                    [(done, have)] = self._queue_pages(pipe, [(push, body, raw_entry, page)], replicated=not retry)
                     complete, served = complete and done, served + have
                     targeted += len(page)
                     if time.monotonic() - touched > self.send_lease_ms / 3000:  # a sign of life, for retry_stale
@@ -218,11 +218,12 @@ class Publisher:
             except Exception:  # Redis is down: the mark expires by itself
                 log.exception("push %s: could not clear its in-flight mark", push_id)
 
-    def _queue_pages(self, pipe, pages: list) -> list:
+    def _queue_pages(self, pipe, pages: list, replicated: bool = True) -> list:
         """pages: (push, body, raw entry, target rows) each. Queues each push for its long-polling clients in one
         round trip on `pipe` (then WAITs for the replicas, if set), counts what each queued, hands the other
-        terminals to their routes. Returns per page whether its push is now wholly queued (and replicated), and
-        how many of its clients have it."""
+        terminals to their routes. Returns per page whether its push is now wholly queued (and, if `replicated`,
+        on the replicas WAIT asked for), and how many of its clients have it. A retry does not ask: once it has
+        queued again what a failover lost, a shard left with too few replicas must not hold the push for ever."""
         at = [self._queue(pipe, push, raw_entry, rows) for push, _, raw_entry, rows in pages]
         pipe.wait_for_replicas(*self.wait)
         try:
@@ -235,7 +236,7 @@ class Publisher:
             outcome = self._queued(results, where)
             have = sum(1 for r in outcome if r is queues.ALREADY or isinstance(r, list))
             try:
-                done.append((self._settle(push, body, rows, outcome) and pipe.replicated, have))
+                done.append((self._settle(push, body, rows, outcome) and (pipe.replicated or not replicated), have))
             except Exception:
                 log.exception("push %s: its routed terminals are not queued: to be retried", push["id"])
                 done.append((False, have))
