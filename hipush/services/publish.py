@@ -222,10 +222,12 @@ class Publisher:
         """pages: (push, body, raw entry, target rows) each. Queues each push for its long-polling clients in one
         round trip on `pipe` (then WAITs for the replicas, if set), counts what each queued, hands the other
         terminals to their routes. Returns per page whether its push is now wholly queued (and, if `replicated`,
-        on the replicas WAIT asked for), and how many of its clients have it. A retry does not ask: once it has
-        queued again what a failover lost, a shard left with too few replicas must not hold the push for ever."""
+        on the replicas WAIT asked for), and how many of its clients have it. A retry does not WAIT: once it has
+        queued again what a failover lost, a shard left with too few replicas must neither hold the push for ever
+        nor make every retry wait the whole timeout."""
         at = [self._queue(pipe, push, raw_entry, rows) for push, _, raw_entry, rows in pages]
-        pipe.wait_for_replicas(*self.wait)
+        if replicated:
+            pipe.wait_for_replicas(*self.wait)
         try:
             results = pipe.execute(raise_on_error=False)
         except Exception:
