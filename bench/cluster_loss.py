@@ -14,6 +14,7 @@ The killed node is started again (it rejoins as a replica) before the next kill.
 """
 import argparse
 import json
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -163,6 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--cost-seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a `timeout` still stops what this started
     from redis.cluster import ClusterNode, RedisCluster
 
     results = {}

@@ -16,6 +16,7 @@ Prints one JSON object.
 import argparse
 import json
 import socket
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -191,6 +192,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--publishes", type=int, default=1000)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a `timeout` still stops what this started
     with tempfile.TemporaryDirectory(prefix="hipush-footprint-") as tmp:
         f = Footprint(Path(tmp))
         try:
