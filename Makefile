@@ -15,7 +15,8 @@ EXTERNAL_DATABASE ?= mysql+pymysql://root@127.0.0.1:3306/test
 # on a local Redis Cluster the tests start themselves (bench/cluster.py: 3 masters, 3 replicas).
 CLUSTER_TESTS ?= tests/test_storage.py tests/test_queue.py tests/test_stats.py tests/test_properties.py \
 	tests/test_comet.py tests/test_delivery_faults.py tests/test_timer_claims.py tests/test_guards.py \
-	tests/test_terminals.py tests/test_walkthrough.py tests/test_cluster.py tests/test_retention.py
+	tests/test_terminals.py tests/test_walkthrough.py tests/test_cluster.py tests/test_retention.py \
+	tests/test_publish_truth.py
 
 .PHONY: install browser faketime redis-server run test test-cluster test-external clean dist
 
