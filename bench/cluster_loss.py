@@ -4,6 +4,7 @@
 
 A local cluster (bench/cluster.py: 3 masters, 3 replicas, node timeout 2 s) and, for each N of
 --wait-replicas, hipush (2 gevent workers, SQLite in a temporary directory) with HIPUSH_REDIS_WAIT_REPLICAS=N:
+0. the enqueue round trip of one unicast, without and with WAIT 1, alternated (--round-trips each).
 1. cost: 8 publishers publish unicasts to clients on every shard as fast as they answer, --cost-seconds
    long: publishes per second, p50 and p99 latency.
 2. loss, --kills times: publishers send unicasts at a steady --rate to clients whose queues are all on one
@@ -110,6 +111,29 @@ def cost(hipush: Hipush, clients: list, seconds: float, publishers: int = 8) -> 
             "p99_ms": round(latencies[int(len(latencies) * 0.99)], 1), "errors": errors[0], "publishes": len(latencies)}
 
 
+def wait_round_trips(cluster: LocalCluster, n: int) -> dict:
+    """One unicast's enqueue round trip (storage.queues on a ScriptPipeline, as a publish sends it), without
+    and with WAIT 1, alternated so that both see the same machine: p50 and p99 in ms."""
+    sys.path.insert(0, str(HIPUSH_ROOT))
+    from hipush.storage import redis as redis_pools
+    from hipush.storage.queues import Queues, entry
+
+    pools = redis_pools.connect("", cluster.seeds, 5, 60)
+    queues = Queues(pools, 1000)
+    times = {0: [], 1: []}
+    for i in range(2 * n):
+        replicas = i % 2
+        pipe = pools.pipeline()
+        pipe.wait_for_replicas(replicas, 1000)
+        queues.enqueue(pipe, [f"rt{i % 50}"], entry(i, 1, 2**50, "{}"), False)
+        started = time.perf_counter()
+        pipe.execute()
+        times[replicas].append((time.perf_counter() - started) * 1000)
+    pools.commands.close()
+    return {f"wait_{r}": {"p50_ms": round(statistics.median(t), 3), "p99_ms": round(sorted(t)[int(len(t) * 0.99)], 3)}
+            for r, t in times.items()}
+
+
 def queued_contents(cluster_client, client_ids) -> set:
     contents = set()
     for client_id in client_ids:
@@ -163,6 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--cost-seconds", type=float, default=10.0)
+    parser.add_argument("--round-trips", type=int, default=2000, help="enqueue round trips timed with and without WAIT")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a `timeout` still stops what this started
     from redis.cluster import ClusterNode, RedisCluster
@@ -170,6 +195,8 @@ def main(argv=None) -> int:
     results = {}
     cluster = LocalCluster(masters=3, node_timeout=2000).start()
     try:
+        results["round_trips"] = wait_round_trips(cluster, args.round_trips)
+        print(f"enqueue round trip: {results['round_trips']}", flush=True)
         for n in args.wait_replicas:
             with tempfile.TemporaryDirectory(prefix="hipush-loss-") as tmp:
                 cluster.flush()
