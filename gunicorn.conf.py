@@ -5,6 +5,7 @@ import resource
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from hipush import config as hipush_config
 
@@ -41,6 +42,7 @@ def on_starting(server):
     from hipush.storage.embedded import EmbeddedRedis
 
     config = hipush_config.load()
+    _prepare_metrics_dir(config)
     if config.embedded_redis:
         server.hipush_redis = EmbeddedRedis(config.data_dir)
         server.hipush_redis.ensure_running(detach=False)
@@ -52,6 +54,26 @@ def on_starting(server):
     redis_at = config.redis_location.split("@")[-1] if not config.embedded_redis \
         else f"embedded at {config.embedded_redis_socket}"
     server.log.info("hipush: redis %s, public address %s, data dir %s", redis_at, config.public_addr, config.data_dir)
+
+
+def _prepare_metrics_dir(config):
+    """The node's workers share their Prometheus figures through files in one directory (hipush/metrics.py),
+    inherited as PROMETHEUS_MULTIPROC_DIR: the one given, else one per public address under the data dir
+    (nodes may share a data dir). Emptied at each start: a node's counters begin at 0 with its master."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or
+                config.data_dir / "metrics" / config.public_addr.replace(":", "_"))
+    path.mkdir(parents=True, exist_ok=True)
+    for old_file in path.glob("*.db"):
+        old_file.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def child_exit(server, worker):
+    """A worker is gone (stopped, recycled or killed): its parked polls leave the node's gauge; its counts stay."""
+    # not through hipush.metrics: importing it would create this master's own metric files (a "worker" more)
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):

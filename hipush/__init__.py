@@ -12,7 +12,7 @@ def create_app(config=None):
 
     from . import config as config_module
     from .services import Services
-    from .views import admin, comet, docs, errors, rest, sdk, web
+    from .views import admin, comet, docs, errors, ops, rest, sdk, web
     from .views.corking import CorkedAnswers
 
     config = config or config_module.load()
@@ -26,6 +26,8 @@ def create_app(config=None):
         if role in config.roles:
             app.register_blueprint(blueprint)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(ops.bp)
+    ops.init_app(app)  # first: its timing starts before any other hook can refuse the request
     errors.init_app(app)
     app.wsgi_app = CorkedAnswers(app.wsgi_app)
     if config.background:

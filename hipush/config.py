@@ -6,6 +6,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from hipush_client.protocol import MAX_POLL_TIMEOUT
+
 ROLES = ("web", "admin", "comet")
 
 
@@ -100,7 +102,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     routes: RouteSettings = field(default_factory=RouteSettings)
     poll_timeout_default: int = 30
-    poll_timeout_max: int = 60
+    poll_timeout_max: int = MAX_POLL_TIMEOUT
     presence_grace: int = 30
     default_expires: int = 86400
     max_expires: int = 10 * 86400
@@ -119,6 +121,7 @@ class Config:
     send_lease: float = 30.0  # seconds a push may stay sending with no sign of life before another worker retries it
     redis_wait_replicas: int = 0  # replicas of each master written that must have a publish before it answers
     redis_wait_timeout: int = 1000  # ms that WAIT gives them; a push they miss is queued again after send_lease
+    metrics_token: str = field(default="", repr=False)  # set: GET /metrics needs "Authorization: Bearer <it>"
 
     @property
     def embedded_redis(self) -> bool:
@@ -237,7 +240,7 @@ def load(environ=None, **overrides) -> Config:
         data_dir=data_dir,
         limits=Limits(queue_length=_int(env, "HIPUSH_QUEUE_LENGTH", 1000, 1, 100000)),
         routes=_route_settings(env),
-        poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, 60),
+        poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, MAX_POLL_TIMEOUT),
         presence_grace=_int(env, "HIPUSH_PRESENCE_GRACE", 30, 1, 3600),
         max_parked_polls=_int(env, "HIPUSH_MAX_PARKED_POLLS", 9000, 1, 100000),
         publish_rate=_int(env, "HIPUSH_PUBLISH_RATE", 1000, 0, 10**9),
@@ -250,6 +253,7 @@ def load(environ=None, **overrides) -> Config:
         send_lease=_number(env, "HIPUSH_SEND_LEASE", 30.0, 1, 3600),
         redis_wait_replicas=_int(env, "HIPUSH_REDIS_WAIT_REPLICAS", 0, 0, 16),
         redis_wait_timeout=_int(env, "HIPUSH_REDIS_WAIT_TIMEOUT_MS", 1000, 1, 60000),
+        metrics_token=env.get("HIPUSH_METRICS_TOKEN", ""),
     )
     values.update(overrides)
     return Config(**values)

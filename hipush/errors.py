@@ -29,8 +29,8 @@ def method_not_allowed(allowed):
     return ApiError(405, ERROR_METHOD, "HTTP method not allowed", {"Allow": ", ".join(allowed)})
 
 
-def auth_failed(reason):
-    return ApiError(401, ERROR_AUTH, reason)
+def auth_failed(reason, headers=None):
+    return ApiError(401, ERROR_AUTH, reason, headers)
 
 
 def rate_limited(reason, retry_after: int):

@@ -14,6 +14,17 @@ from .errors import bad_param, too_large
 
 JSONP_CALLBACK_RE = re.compile(r"[A-Za-z_$][0-9A-Za-z_$.]{0,63}")
 MAX_JSON_DEPTH = 32
+# characters of a name (job name and type, topic/tag, org, HMAC nonce, idempotency_key) and of a longer text
+# (tag info, terminal address); the byte and count limits that an operator may change are in config.Limits
+NAME_CHARS = 64
+TEXT_CHARS = 255
+DEVICE_ID_CHARS = 128
+MAX_LIST_ITEMS = 100  # tags of /push/tags, orgs and terminal types of /push/org
+MAX_PAGE = 1000  # rows of one page of a query_* call
+DEFAULT_PAGE = 20
+MAX_START = 10**9  # the first row of a page
+MAX_LATITUDE, MAX_LONGITUDE = 90, 180
+MAX_RADIUS = 20_000_000  # metres: half the Earth's circumference
 # a JSON string (its escapes included) or a bracket: brackets inside strings are not nesting
 JSON_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]', re.DOTALL)
 

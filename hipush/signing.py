@@ -3,8 +3,7 @@ Python kit so that the two cannot drift; here is what only the server does, chec
 """
 import hmac
 
-from hipush_client.protocol import (HMAC_METHOD, NONCE_TTL, TIMESTAMP_SKEW, hmac_canonical, hmac_sign,  # noqa: F401
-                                    json_value_text, md5_canonical, md5_sign)
+from hipush_client.protocol import HMAC_METHOD, hmac_sign, md5_sign
 
 
 def signature_matches(path: str, params, secret: str, given: str) -> bool:

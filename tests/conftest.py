@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -25,9 +26,32 @@ from hipush.storage.installation import Installation
 from hipush.storage.store import Store
 from support import Api, Server
 
-TEST_REDIS_URL = os.environ.get("HIPUSH_TEST_REDIS_URL", "")
-TEST_DATABASE_URL = os.environ.get("HIPUSH_TEST_DATABASE_URL", "")
+# Under pytest-xdist (`make test` runs `pytest -n 2`), each worker is a session of its own with its own data dir,
+# embedded Redis and local cluster; on the machine's servers worker N takes Redis database number + N and the
+# MariaDB database <name>_gwN (created when missing), so that no two sessions share data.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+
+
+def _for_this_worker(redis_url: str, database_url: str) -> tuple:
+    if XDIST_WORKER and redis_url:
+        parts = urlsplit(redis_url)
+        redis_url = urlunsplit(parts._replace(path=f"/{int(parts.path.strip('/') or 0) + XDIST_WORKER}"))
+    if XDIST_WORKER and database_url:
+        named = sa.engine.make_url(database_url)
+        url = named.set(database=f"{named.database}_gw{XDIST_WORKER}")
+        if url.get_backend_name() != "sqlite":
+            engine = sa.create_engine(named)  # the named database exists: made from there
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
+            engine.dispose()
+        database_url = url.render_as_string(hide_password=False)
+    return redis_url, database_url
+
+
+TEST_REDIS_URL, TEST_DATABASE_URL = _for_this_worker(os.environ.get("HIPUSH_TEST_REDIS_URL", ""),
+                                                     os.environ.get("HIPUSH_TEST_DATABASE_URL", ""))
 TEST_REDIS_CLUSTER = os.environ.get("HIPUSH_TEST_REDIS_CLUSTER") == "1"
+CHROMIUM = "/usr/bin/chromium"
 
 
 def pytest_configure(config):
@@ -176,3 +200,26 @@ def store(test_config):
     db.ensure_schema(engine)
     yield Store(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium (`make test` installs it), driven by Playwright, which never downloads a browser."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package. "
+                    "`make test` installs it (its `browser` target runs apt-get install -y chromium).", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make test` installs requirements.txt into .venv", pytrace=False)
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    except Exception:
+        playwright.stop()
+        raise
+    yield browser
+    browser.close()
+    playwright.stop()

@@ -15,31 +15,8 @@ import requests
 
 from support import ROOT, Api, Server, free_port, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = ROOT / "docs" / "demo.png"
 WAIT_MS = 20_000  # default deadline of a page condition
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium package. "
-                    "`make test` installs it (its `browser` target runs apt-get install -y chromium).", pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: `make test` installs requirements.txt into .venv", pytrace=False)
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-    except Exception:
-        playwright.stop()
-        raise
-    yield browser
-    browser.close()
-    playwright.stop()
 
 
 @pytest.fixture
@@ -157,7 +134,11 @@ NOTIFICATION_SPY = """
 (() => {
   const Real = window.Notification;
   window.__shown = [];
-  function Spy(title, options) { window.__shown.push({title: title, options: options || {}}); }
+  window.__notifications = [];  // what the SDK made: a test may click one (onclick)
+  function Spy(title, options) {
+    window.__shown.push({title: title, options: options || {}});
+    window.__notifications.push(this);
+  }
   Object.defineProperty(Spy, "permission", {get: () => Real.permission});
   Spy.requestPermission = (cb) => Real.requestPermission(cb);
   window.Notification = Spy;
@@ -191,6 +172,28 @@ def test_notifications_use_the_notification_api_when_allowed(context, server, ap
     page.wait_for_function("demo.messages.length === 4")
     assert page.evaluate("window.__shown.length") == 2
     wait_arrived(api, app_, job, 4)
+
+
+def test_clicks_on_a_shown_notification_and_a_listed_message_are_counted(context, server, api, app_):
+    """A shown notification reports its click itself; the demo reports a click on a listed message with
+    push.clicked(message). Each counts once in the job's `clicked`."""
+    context.grant_permissions(["notifications"], origin=server.base)
+    context.add_init_script(NOTIFICATION_SPY)
+    page = open_demo(context, server.base, app_, "browser-clicks")
+    client = client_of(page)
+    job = api.new_job(app_)
+    api.send(app_, job, client, json.dumps({"title": "Sale", "body": "click me"}), msg_type=1)
+    api.send(app_, job, client, "a plain message")
+    wait_listed(page, "a plain message")
+    page.evaluate("window.__notifications[0].onclick()")
+    wait_for(lambda: api.stats(app_, job)["clicked"] == 1, message="the notification's click counted")
+    [message_id] = [delivery_id for delivery_id, kind, _ in listed(page) if kind == "message"]
+    item = page.locator(f"#messages li[data-id='{message_id}']")
+    item.click()
+    page.wait_for_selector(f"#messages li.clicked[data-id='{message_id}']")
+    item.click()  # again: still one
+    page.wait_for_function("document.getElementById('log').textContent.split('reported').length === 3")
+    assert api.stats(app_, job)["clicked"] == 2
 
 
 def test_sdk_survives_a_server_restart(context, backend_env, redis_client, app_):

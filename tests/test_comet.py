@@ -263,6 +263,7 @@ def test_an_app_with_jsonp_off_refuses_every_client_call_with_callback_and_acks_
             ("/user/genId", {"device_id": "another", "app_key": app_["app_key"]}),
             ("/user/token", {"client_id": client["client_id"]}),
             ("/user/location", {**client, "lat": "1", "lng": "2"}),
+            ("/user/click", {**client, "id": first["id"]}),
             ("/comet/poll", poll_params(client, ack=first["id"]))):
         assert_refused_as_plain_json(api.call(path, {**params, "callback": "cb"}))
     assert api.poll(client) == [first], "the refused JSONP poll acknowledged it"

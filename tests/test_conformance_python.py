@@ -1,10 +1,11 @@
 """The client conformance scenarios (issue 19 §4), run against the Python kit's Client: connect and receive,
 acknowledge, a redelivered message shown once, a new token after /user/revoke, backoff while the server is
-down and resume after, a notification's fields. Every kit runs the same list."""
+down and resume after, a notification's fields. Every kit runs the same list: tests/conformance.py."""
 import time
 
 import requests
 
+from conformance import SCENARIOS
 from hipush_client import Message
 from support import Background, Server, free_port, wait_for
 from test_python_sdk import RecordingSession, admin_of, new_client, receive
@@ -101,3 +102,7 @@ def test_a_notification_carries_its_fields(server, app_):
     got, = receive(client, 1)
     assert isinstance(got, Message) and got.is_notification and got.msg_type == 1 and got.content == fields
     client.close()
+
+
+def test_every_scenario_has_a_python_test():
+    assert [name for name in SCENARIOS if f"test_{name}" not in globals()] == []

@@ -29,7 +29,7 @@ MISSING_CLIENT = "0" * 32  # well-formed, never issued
 MISSING_ID = "987654321"  # well-formed job/message id, never issued
 TOKEN_LIFETIME = 7 * 86400
 
-WEB_PATHS = ["/user/genId", "/user/token", "/user/location", "/service/hash", "/service/random"]
+WEB_PATHS = ["/user/genId", "/user/token", "/user/location", "/user/click", "/service/hash", "/service/random"]
 ADMIN_PATHS = ["/job/genId", "/publish/private", "/message/save", "/publish/multi", "/topic/subscribe",
                "/topic/unsubscribe", "/job/stats", "/user/revoke"]
 ALL_PATHS = WEB_PATHS + ADMIN_PATHS + ["/comet/poll"]

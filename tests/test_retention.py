@@ -7,12 +7,12 @@ import pytest
 import sqlalchemy as sa
 
 from hipush import config as config_module
-from hipush.services.publish import STATUS_SENT, STATUS_WAITING
 from hipush.services.retention import Retention
 from hipush.storage.counters import CounterStore
 from hipush.storage.db import now_ms, push_topics, pushes
 from hipush.storage.runs import RunMarks
 from hipush.storage.store import Store
+from hipush_client.protocol import STATUS_SENT, STATUS_WAITING
 from support import Api, PrivateRedis, Server, wait_for
 
 DAY_MS = 86_400_000

@@ -2,6 +2,8 @@
 import hashlib
 import hmac
 
+from hipush_client import protocol
+
 from hipush import identity, signing
 from support import seed_sign
 
@@ -12,28 +14,28 @@ def md5(text):
 
 def test_md5_sign_matches_the_seed_example_for_job_gen_id():
     pairs = [("app_key", "k1"), ("name", "daily"), ("type", "news")]
-    assert signing.md5_sign(pairs, "s3cret") == md5("app_key=k1&name=daily&type=news" + "s3cret")
+    assert protocol.md5_sign(pairs, "s3cret") == md5("app_key=k1&name=daily&type=news" + "s3cret")
 
 
 def test_md5_sign_sorts_by_name_and_ignores_sign_and_request_order():
     pairs = [("online", "false"), ("msg_type", "0"), ("sign", "x"), ("app_key", "k"), ("content", "hi there")]
-    assert signing.md5_canonical(pairs) == "app_key=k&content=hi there&msg_type=0&online=false"
+    assert protocol.md5_canonical(pairs) == "app_key=k&content=hi there&msg_type=0&online=false"
 
 
 def test_repeated_names_keep_request_order_and_appkey_counts_as_app_key():
     pairs = [("appkey", "k"), ("client_id", "c2"), ("topic", "t"), ("client_id", "c1")]
-    assert signing.md5_canonical(pairs) == "app_key=k&client_id=c2&client_id=c1&topic=t"
-    assert signing.md5_sign(pairs, "s") == seed_sign(pairs, "s")
+    assert protocol.md5_canonical(pairs) == "app_key=k&client_id=c2&client_id=c1&topic=t"
+    assert protocol.md5_sign(pairs, "s") == seed_sign(pairs, "s")
 
 
 def test_values_are_signed_raw_including_utf8():
     pairs = [("app_key", "k"), ("content", "你好 & =")]
-    assert signing.md5_sign(pairs, "s") == md5("app_key=k&content=你好 & =s")
+    assert protocol.md5_sign(pairs, "s") == md5("app_key=k&content=你好 & =s")
 
 
 def test_signature_matches_is_case_insensitive_and_rejects_others():
     pairs = [("app_key", "k"), ("x", "1")]
-    good = signing.md5_sign(pairs, "s")
+    good = protocol.md5_sign(pairs, "s")
     assert signing.signature_matches("/p", pairs, "s", good.upper())
     assert not signing.signature_matches("/p", pairs, "other", good)
     assert not signing.signature_matches("/p", pairs, "s", "")
@@ -43,38 +45,38 @@ def test_signature_matches_is_case_insensitive_and_rejects_others():
 def test_hmac_scheme_closes_the_md5_value_splitting_ambiguity():
     one_value = [("a", "1&b=2")]
     two_params = [("a", "1"), ("b", "2")]
-    assert signing.md5_canonical(one_value) == signing.md5_canonical(two_params)
-    assert signing.hmac_canonical("/p", one_value) != signing.hmac_canonical("/p", two_params)
-    assert signing.hmac_sign("/p", one_value, "s") != signing.hmac_sign("/p", two_params, "s")
+    assert protocol.md5_canonical(one_value) == protocol.md5_canonical(two_params)
+    assert protocol.hmac_canonical("/p", one_value) != protocol.hmac_canonical("/p", two_params)
+    assert protocol.hmac_sign("/p", one_value, "s") != protocol.hmac_sign("/p", two_params, "s")
 
 
 def test_hmac_canonical_string_is_the_path_a_newline_then_the_encoded_sorted_parameters():
     pairs = [("tag", "a b&c"), ("sign", "x"), ("appkey", "k"), ("nonce", "n")]
-    assert signing.hmac_canonical("/manager/del_tag", pairs) == "/manager/del_tag\napp_key=k&nonce=n&tag=a%20b%26c"
+    assert protocol.hmac_canonical("/manager/del_tag", pairs) == "/manager/del_tag\napp_key=k&nonce=n&tag=a%20b%26c"
     expected = hmac.new(b"s", b"/manager/del_tag\napp_key=k&nonce=n&tag=a%20b%26c", hashlib.sha256).hexdigest()
-    assert signing.hmac_sign("/manager/del_tag", pairs, "s") == expected
+    assert protocol.hmac_sign("/manager/del_tag", pairs, "s") == expected
 
 
 def test_hmac_sign_is_chosen_by_sign_method_and_bound_to_its_path():
-    pairs = [("app_key", "k"), ("sign_method", signing.HMAC_METHOD), ("timestamp", "1"), ("nonce", "n")]
-    sign = signing.hmac_sign("/job/genId", pairs, "s")
+    pairs = [("app_key", "k"), ("sign_method", protocol.HMAC_METHOD), ("timestamp", "1"), ("nonce", "n")]
+    sign = protocol.hmac_sign("/job/genId", pairs, "s")
     assert len(sign) == 64
     assert signing.signature_matches("/job/genId", pairs, "s", sign)
     assert not signing.signature_matches("/job/stats", pairs, "s", sign)
-    assert not signing.signature_matches("/job/genId", pairs, "s", signing.md5_sign(pairs, "s"))
+    assert not signing.signature_matches("/job/genId", pairs, "s", protocol.md5_sign(pairs, "s"))
 
 
 def test_md5_signs_the_parameters_only_as_the_seed_defines_it():
     pairs = [("app_key", "k"), ("tag", "t")]
-    sign = signing.md5_sign(pairs, "s")
+    sign = protocol.md5_sign(pairs, "s")
     assert signing.signature_matches("/manager/terminal_num_with_tag", pairs, "s", sign)
     assert signing.signature_matches("/manager/del_tag", pairs, "s", sign)
 
 
 def test_json_values_are_signed_as_compact_sorted_json():
-    assert signing.json_value_text("text") == "text"
-    assert signing.json_value_text({"b": 1, "a": "é"}) == '{"a":"é","b":1}'
-    assert [signing.json_value_text(v) for v in (True, 1, None)] == ["true", "1", "null"]
+    assert protocol.json_value_text("text") == "text"
+    assert protocol.json_value_text({"b": 1, "a": "é"}) == '{"a":"é","b":1}'
+    assert [protocol.json_value_text(v) for v in (True, 1, None)] == ["true", "1", "null"]
 
 
 def test_client_id_is_stable_per_app_and_device_and_needs_the_secret():

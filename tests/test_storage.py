@@ -180,8 +180,10 @@ def test_guards_nodes_and_client_meta(seam):
     answers.drop("rest", 1, tag)
     assert answers.get("rest", 1, tag) is None
     registry = NodeRegistry(seam)
-    registry.beat(f"10.0.0.1:{tag[:4]}", 5_000, 0)
-    assert f"10.0.0.1:{tag[:4]}" in registry.since(5_000)
+    now = int(time.time() * 1000)
+    registry.beat(f"10.0.0.1:{tag[:4]}", now, now - 60_000, {"parked_polls": 3})
+    assert f"10.0.0.1:{tag[:4]}" in registry.since(now)
+    assert (f"10.0.0.1:{tag[:4]}", now, {"parked_polls": 3}) in registry.since_with_figures(now)
     registry.remove(f"10.0.0.1:{tag[:4]}")
     assert f"10.0.0.1:{tag[:4]}" not in registry.since(0)
     meta = ClientMeta(seam, ttl=60)

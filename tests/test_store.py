@@ -114,16 +114,45 @@ def test_schema_creation_is_safe_when_processes_start_together(test_config, tmp_
         assert p.returncode == 0, err.decode()
 
 
-def test_a_version_2_database_gets_the_push_topics_index(tmp_path):
-    """Schema 3 adds ix_push_topics_push (retention deletes a push's tag links by it) to a database of version 2."""
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'v2.db'}")
+# what each schema step added, undone to make a database of the version before it
+_UNDO = {3: ["DROP INDEX ix_push_topics_push"],
+         4: [f"ALTER TABLE {table} DROP COLUMN clicked" for table in ("jobs", "pushes")]}
+
+
+def _database_of_version(path, version: int, *statements):
+    """An SQLite database as hipush `version` left it, with `statements` run on it."""
+    engine = db.make_engine(f"sqlite:///{path}")
     db.ensure_schema(engine)
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP INDEX ix_push_topics_push"))
-        conn.execute(db.schema_version.update().values(version=2))
+        for step in range(db.SCHEMA_VERSION, version, -1):
+            for statement in _UNDO[step]:
+                conn.execute(sa.text(statement))
+        for statement in statements:
+            conn.execute(sa.text(statement))
+        conn.execute(db.schema_version.update().values(version=version))
+    return engine
+
+
+def _upgraded_version(engine) -> int:
     db.ensure_schema(engine)
-    indexes = {index["name"] for index in sa.inspect(engine).get_indexes("push_topics")}
-    assert "ix_push_topics_push" in indexes
     with engine.connect() as conn:
-        assert conn.execute(sa.select(db.schema_version.c.version)).scalar() == db.SCHEMA_VERSION == 3
+        return conn.execute(sa.select(db.schema_version.c.version)).scalar()
+
+
+def test_a_version_2_database_gets_the_push_topics_index(tmp_path):
+    """Schema 3 adds ix_push_topics_push (retention deletes a push's tag links by it) to a database of version 2."""
+    engine = _database_of_version(tmp_path / "v2.db", 2)
+    assert _upgraded_version(engine) == db.SCHEMA_VERSION
+    assert "ix_push_topics_push" in {index["name"] for index in sa.inspect(engine).get_indexes("push_topics")}
+    engine.dispose()
+
+
+def test_a_version_3_database_gets_the_clicked_counters(tmp_path):
+    """Schema 4 adds `clicked` to jobs and pushes; the rows there keep their counts and click from 0."""
+    engine = _database_of_version(tmp_path / "v3.db", 3,
+                                  "INSERT INTO jobs (app_id, name, type, created_at, sent) VALUES (1, 'j', 't', 0, 5)")
+    assert _upgraded_version(engine) == db.SCHEMA_VERSION == 4
+    assert "clicked" in {column["name"] for column in sa.inspect(engine).get_columns("pushes")}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT sent, clicked FROM jobs")).one() == (5, 0)
     engine.dispose()

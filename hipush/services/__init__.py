@@ -3,8 +3,10 @@ import logging
 
 from flask import current_app
 
+from .. import metrics
 from ..storage import redis as redis_pools
 from ..storage.broadcasts import BroadcastMarks
+from ..storage.clicks import ClickMarks
 from ..storage.clients import ClientMeta, GeoIndex
 from ..storage.counters import CounterStore
 from ..storage.db import ensure_schema, make_engine
@@ -19,9 +21,11 @@ from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
 from .broadcasts import BroadcastsInFlight
+from .clicks import Clicks
 from .clients import META_TTL, Clients
 from .comet import AnswerHold, Comet
 from .guards import Idempotency, RateLimiter
+from .health import Readiness
 from .jobs import Jobs
 from .nodes import Nodes
 from .publish import Publisher
@@ -43,7 +47,7 @@ class Services:
         if self.embedded:
             self.embedded.ensure_running(detach=True)  # no-op when gunicorn's master started it
         self.engine = make_engine(config.database_url)
-        ensure_schema(self.engine)
+        ensure_schema(self.engine, unreachable_ok=True)  # gunicorn's master made it before forking
         self.store = Store(self.engine)
         pools = self.redis = redis_pools.connect(config.effective_redis_url, config.redis_cluster_nodes,
                                                  config.max_parked_polls, config.poll_timeout_max)
@@ -61,6 +65,7 @@ class Services:
         self.clients = Clients(self.store, ClientMeta(pools, META_TTL), geo, self.queues, config.secret_key,
                                config.token_lifetime)
         self.jobs = Jobs(self.store, self.stats)
+        self.clicks = Clicks(self.store, ClickMarks(pools), self.stats, config.retention_days)
         self.topics = Topics(self.store)
         self.targets = Targets(self.store, geo)
         self.terminals = Terminals(self.store, self.queues, self.stats, self.clients, self.targets, META_TTL)
@@ -71,7 +76,8 @@ class Services:
                                    config.send_lease, config.redis_wait_replicas, config.redis_wait_timeout)
         self.timers = Timers(self.store, self.publisher)
         self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
-        self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl)
+        self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl, metrics.node_figures)
+        self.readiness = Readiness(pools, self.store, lambda: self.stopping)
         self.scheduler = None
         self.stopping = False
 
@@ -82,7 +88,7 @@ class Services:
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:
-            self.nodes.heartbeat()  # live from the moment we answer requests
+            scheduler.safely(self.nodes.heartbeat)()  # live from the moment we answer requests
             jobs.append((self.nodes.heartbeat, self.config.node_heartbeat))
         if self.embedded:
             jobs.append((self._revive_embedded_redis, 2))

@@ -3,7 +3,9 @@ import re
 import secrets
 import time
 
-from .. import signing
+from hipush_client import protocol
+
+from .. import limits, signing
 from ..errors import auth_failed, bad_param, not_found
 
 SIGN_POLICIES = ("md5", "hmac")
@@ -48,11 +50,11 @@ class Apps:
             raise auth_failed("give app_key or appkey, not both")
         app = self.require(params.get("app_key") or params.get("appkey"))
         method = params.get("sign_method") or "md5"
-        if method not in ("md5", signing.HMAC_METHOD):
+        if method not in ("md5", protocol.HMAC_METHOD):
             raise auth_failed("sign_method must be md5 or hmac-sha256")
         if method == "md5" and app["sign_policy"] == "hmac":
             raise auth_failed("this app accepts only hmac-sha256 signatures")
-        if method == signing.HMAC_METHOD:
+        if method == protocol.HMAC_METHOD:
             self._check_freshness(params)
         sign = params.get("sign")
         if not sign:
@@ -61,9 +63,9 @@ class Apps:
             app = self.by_key(app["app_key"], fresh=True)  # the secret may have just been rotated
             if not signing.signature_matches(path, params.pairs, app["app_secret"], sign):
                 raise auth_failed("wrong sign")
-        if method == signing.HMAC_METHOD:
+        if method == protocol.HMAC_METHOD:
             nonce = params.get("nonce")
-            if not self.nonces.use(app["app_key"], nonce, signing.NONCE_TTL):
+            if not self.nonces.use(app["app_key"], nonce, protocol.NONCE_TTL):
                 raise auth_failed("nonce already used")
         return app
 
@@ -71,10 +73,10 @@ class Apps:
     def _check_freshness(params):
         timestamp, nonce = params.get("timestamp"), params.get("nonce")
         if not re.fullmatch(r"[0-9]{1,12}", timestamp or "") \
-                or abs(int(timestamp) - time.time()) > signing.TIMESTAMP_SKEW:
-            raise auth_failed(f"timestamp must be unix seconds within {signing.TIMESTAMP_SKEW} s of the server's clock")
-        if not nonce or len(nonce) > 64:
-            raise auth_failed("nonce must be 1-64 characters")
+                or abs(int(timestamp) - time.time()) > protocol.TIMESTAMP_SKEW:
+            raise auth_failed(f"timestamp must be unix seconds within {protocol.TIMESTAMP_SKEW} s of the server's clock")
+        if not nonce or len(nonce) > limits.NAME_CHARS:
+            raise auth_failed(f"nonce must be 1-{limits.NAME_CHARS} characters")
 
     # administration (CLI)
     def create(self, name: str) -> dict:

@@ -12,6 +12,7 @@ import itertools
 import threading
 import time
 
+from .. import metrics
 from ..errors import auth_failed, unavailable
 from ..storage import queues
 from ..storage.db import now_ms
@@ -75,10 +76,12 @@ class Comet:
         conn = self.queue_ops.hold(client_id)
         me = conn.poller_id(next(self.serial))
         self.parked.add(me)
+        metrics.poll_began()
         try:
             return self._poll(conn, me, client_id, epoch, ack, timeout)
         finally:
             self.parked.discard(me)
+            metrics.poll_ended()
             conn.release()
 
     def release_all(self) -> None:
@@ -140,3 +143,5 @@ class Comet:
     def _count(self, step, counts) -> None:
         self.stats.count_headers("arrived", step.acked, counts)
         self.stats.count_headers("expired", step.expired, counts)
+        metrics.acked(step.acked_at)
+        metrics.expired(len(step.expired))

@@ -28,6 +28,9 @@ import json
 import logging
 import time
 
+from hipush_client.protocol import STATUS_FAILED, STATUS_SENDING, STATUS_SENT, STATUS_WAITING
+
+from .. import metrics
 from ..errors import not_found
 from ..storage import queues
 from ..storage.db import now_ms
@@ -35,7 +38,6 @@ from .batching import GroupCommit
 
 log = logging.getLogger("hipush.publish")
 
-STATUS_SENT, STATUS_WAITING, STATUS_SENDING, STATUS_FAILED, STATUS_CANCELLED = 0, 1, 2, 3, 4
 COMET_TERMINALS = frozenset({"web", "android"})
 PIPELINE_BATCH = 1000  # clients queued per Redis call of a broadcast (a page of target rows)
 BEHIND_A_BROADCAST = "behind a broadcast"  # a unicast's batch result: its app has a broadcast being queued
@@ -95,6 +97,8 @@ class Publisher:
         (Targets.check gave topic_ids)."""
         push = self._new_push(app, message, target, online_only, status, push_time, expires_in)
         push["id"] = self.store.create_push(push, topic_ids, None if "id" in message else message)
+        if status == STATUS_WAITING:
+            metrics.published("timed")
         return push
 
     def _new_push(self, app, message, target, online_only, status, push_time=None, expires_in=None) -> dict:
@@ -116,6 +120,7 @@ class Publisher:
             if "id" not in push:  # not recorded: a client was deleted since Targets.check found it
                 self.targets.forget(app["id"], target["ids"])
                 raise not_found("no such terminal")
+            metrics.published("unicast")
             return push
         mark = self.in_flight.begin(app["id"])
         try:
@@ -123,6 +128,7 @@ class Publisher:
         except Exception:
             self.in_flight.end(app["id"], mark)
             raise
+        metrics.published("broadcast")
         work = lambda: self._fan_out(push, message, mark)  # noqa: E731
         if after_answer is None:
             work()
@@ -271,7 +277,9 @@ class Publisher:
         a shard failed: its clients wait for the retry."""
         queued = [r for r in results if isinstance(r, list)]
         self.stats.count("sent", push["id"], push["job_id"], len(queued))
-        self.stats.count_headers("expired", [h for r in queued for h in r])
+        dropped = [h for r in queued for h in r]
+        self.stats.count_headers("expired", dropped)
+        metrics.expired(len(dropped))
         if any(isinstance(r, Exception) for r in results):
             return False
         routed = [row for row in rows if row[1] not in COMET_TERMINALS]

@@ -12,8 +12,9 @@ import logging
 import time
 from collections import Counter
 
+from hipush_client.protocol import STATUS_CANCELLED, STATUS_FAILED, STATUS_SENDING, STATUS_SENT
+
 from ..storage.db import now_ms
-from .publish import STATUS_CANCELLED, STATUS_FAILED, STATUS_SENDING, STATUS_SENT
 
 log = logging.getLogger("hipush.retention")
 

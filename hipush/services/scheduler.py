@@ -19,7 +19,7 @@ def _gevent_patched() -> bool:
     return monkey.is_module_patched("socket")
 
 
-def _safely(task):
+def safely(task):
     def run():
         try:
             task()
@@ -36,7 +36,7 @@ def start(jobs) -> object:
         Scheduler = BackgroundScheduler
     scheduler = Scheduler(daemon=True)
     for task, seconds in jobs:
-        scheduler.add_job(_safely(task), "interval", seconds=seconds, max_instances=1, coalesce=True,
+        scheduler.add_job(safely(task), "interval", seconds=seconds, max_instances=1, coalesce=True,
                           misfire_grace_time=max(1, int(seconds * 5)), name=getattr(task, "__qualname__", str(task)))
     scheduler.start()
     return scheduler

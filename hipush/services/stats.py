@@ -1,4 +1,4 @@
-"""Per-job and per-push delivery counters: sent, arrived, expired, failed (SPEC §3)."""
+"""Per-job and per-push delivery counters: sent, arrived, expired, failed, clicked (SPEC §3)."""
 import logging
 import time
 from collections import Counter, defaultdict

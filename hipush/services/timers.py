@@ -4,9 +4,10 @@ Every worker of every node runs the same check each second (an APScheduler
 interval job), so a push fires once however many run, fires late after a
 restart if it came due meanwhile, and never once cancelled.
 """
+from hipush_client.protocol import STATUS_CANCELLED, STATUS_SENDING, STATUS_WAITING
+
 from ..errors import bad_param, not_found
 from ..storage.db import now_ms
-from .publish import STATUS_CANCELLED, STATUS_SENDING, STATUS_WAITING
 
 
 class Timers:

@@ -15,7 +15,7 @@ import zlib
 
 from . import keys
 
-COUNTER_FIELDS = ("sent", "arrived", "expired", "failed")
+COUNTER_FIELDS = ("sent", "arrived", "expired", "failed", "clicked")
 # A flush works 0.5 s at most (Stats.flush); a worker killed while holding the lock holds every node's flushes
 # back until it expires. Two flushers at once would still count each row once (claims carry their token).
 FLUSH_LOCK_SECONDS = 10

@@ -5,6 +5,7 @@ and nodes starting at once never race each other.
 """
 import contextlib
 import fcntl
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-SCHEMA_VERSION = 3
+log = logging.getLogger("hipush.db")
+
+SCHEMA_VERSION = 4
 Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 Counter = sa.BigInteger
 
@@ -27,6 +30,7 @@ def _counters():
         sa.Column("arrived", Counter, nullable=False, server_default="0"),
         sa.Column("expired", Counter, nullable=False, server_default="0"),
         sa.Column("failed", Counter, nullable=False, server_default="0"),
+        sa.Column("clicked", Counter, nullable=False, server_default="0"),  # (message, client) pairs clicked
         # the last counter flush applied to this row; makes a repeated flush a no-op
         sa.Column("flush_token", sa.String(40)),
     ]
@@ -205,10 +209,23 @@ def _schema_lock(engine: sa.Engine):
 _UPGRADES = {
     2: ["ALTER TABLE apps ADD COLUMN jsonp BOOLEAN NOT NULL DEFAULT 1"],
     3: ["CREATE INDEX ix_push_topics_push ON push_topics (push_id)"],
+    4: [f"ALTER TABLE {table} ADD COLUMN clicked BIGINT NOT NULL DEFAULT 0" for table in ("jobs", "pushes")],
 }
 
 
-def ensure_schema(engine: sa.Engine) -> None:
+def ensure_schema(engine: sa.Engine, unreachable_ok: bool = False) -> None:
+    """Creates or upgrades the schema. unreachable_ok: a database that does not answer is left as it is (a
+    gunicorn worker restarted during an outage: the master made the schema before any worker started, and the
+    worker serves what needs no database until it answers)."""
+    try:
+        _create_or_upgrade(engine)
+    except sa.exc.OperationalError as error:
+        if not unreachable_ok or reachable(engine):
+            raise
+        log.warning("the database does not answer (%s): schema not checked by this worker", error)
+
+
+def _create_or_upgrade(engine: sa.Engine) -> None:
     with _schema_lock(engine):
         metadata.create_all(engine, checkfirst=True)
         with engine.begin() as conn:
@@ -224,6 +241,17 @@ def ensure_schema(engine: sa.Engine) -> None:
                     conn.execute(schema_version.update().values(version=step))
             if conn.execute(sa.select(sa.func.count()).select_from(installation)).scalar() == 0:
                 conn.execute(installation.insert().values(installation_id=uuid.uuid4().hex, created_at=now_ms()))
+
+
+def reachable(engine: sa.Engine) -> bool:
+    """Whether the database answers at all (a failing statement may be its fault or the statement's): a read
+    of the one-row schema table, as cheap as SELECT 1, and on SQLite it reaches the file (SELECT 1 does not)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.select(schema_version.c.version).limit(1))
+    except sa.exc.SQLAlchemyError:
+        return False
+    return True
 
 
 def installation_id(engine: sa.Engine) -> str:

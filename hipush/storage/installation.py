@@ -10,10 +10,12 @@ and a first publish would get the old app's stored idempotency answer.
 gunicorn's master runs it in a child before forking (so that the master never
 imports redis-py or ssl before the gevent workers patch the standard library).
 """
+import functools
 import logging
 from urllib.parse import urlsplit
 
 import redis
+import sqlalchemy as sa
 
 from . import keys
 from .db import installation_id, now_ms
@@ -38,9 +40,12 @@ class Installation:
     def __init__(self, commands, store, redis_url: str, database_url: str):
         self.commands = commands
         self.store = store
-        self.identity = installation_id(store.engine)
         self.redis_url = without_password(redis_url)
         self.database_url = without_password(database_url)
+
+    @functools.cached_property
+    def identity(self) -> str:
+        return installation_id(self.store.engine)
 
     def held(self):
         """The identity the Redis holds, or None."""
@@ -51,18 +56,19 @@ class Installation:
         """At start: a Redis with no hipush keys is adopted, one of this installation accepted, any other
         refused (InstallationMismatch). Hipush keys without an identity are refused too, unless the database
         is one of a hipush from before identities (an upgrade: that Redis is the one it ran with).
-        unreachable_ok: a Redis that does not answer is checked later, by keep()."""
+        unreachable_ok: when the Redis or the database does not answer (a worker restarted during an outage; the
+        master checked both before any worker started), the check is left to keep()."""
         try:
             held = self.held()
             if held is None:
                 if not self._holds_hipush_keys() or self.store.predates_installation():
                     self._adopt()
                 held = self.held()  # or another node adopted it meanwhile (an identity comes before other keys)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
+        except (redis.ConnectionError, redis.TimeoutError, sa.exc.OperationalError) as error:
             if not unreachable_ok:
                 raise
-            log.warning("Redis %s does not answer (%s): which installation it belongs to is checked once it does",
-                        self.redis_url, error)
+            log.warning("Redis %s or database %s does not answer (%s): which installation the Redis belongs to "
+                        "is checked once both do", self.redis_url, self.database_url, error)
             return
         if held != self.identity:
             raise InstallationMismatch(self._refusal(held))

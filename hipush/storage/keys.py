@@ -14,6 +14,11 @@ FLUSH_LOCK = f"{PREFIX}:lock:flush"
 DIRTY_SHARDS = 16  # every counter update adds to one of them: spread over a cluster's masters
 
 
+def node_figures(addr: str) -> str:
+    """A comet node's figures as of its last heartbeat (JSON, services/nodes.py); expires with the node."""
+    return f"{PREFIX}:node:{addr}"
+
+
 def run_mark(job: str) -> str:
     """Claimed by the one worker that runs a periodic job this round (storage/runs.py); expires by itself."""
     return f"{PREFIX}:run:{job}"
@@ -49,6 +54,11 @@ def client_pushes(client_id: str) -> str:
 def counter_keys(kind: str, row_id) -> tuple:
     tag = f"{PREFIX}:{{cnt:{kind}:{row_id}}}"
     return f"{tag}:live", f"{tag}:pending"
+
+
+def clicked(push_id, client_id: str) -> str:
+    """Set by a client's first click on a delivery (storage/clicks.py): later clicks of it count nothing."""
+    return f"{PREFIX}:click:{push_id}:{client_id}"
 
 
 def geo(app_id) -> str:

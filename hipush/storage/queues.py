@@ -8,7 +8,8 @@ the next poll. `ack=ID` drops `inflight` up to and including ID.
 
 An entry is "delivery_id|job_id|expires_ms|json", the JSON being the message
 exactly as the poll answer shows it. Scripts hand back only "delivery_id|job_id"
-headers of what they acked, expired or dropped, for the counters.
+headers of what they acked, expired or dropped, for the counters (and, of what a
+poll acked, when it was queued: the JSON's last field "ts", for the metrics).
 
 A deleted client leaves a tombstone in its cached meta (token epoch DELETED_EPOCH): no token of it is
 accepted, and nothing is queued for it, even by a publish that read its row before it was deleted.
@@ -63,6 +64,8 @@ end
 # With an epoch, the client's cached token epoch is checked first (the revocation check rides along):
 # a missing cache entry or another epoch answers {'missing'} / {'revoked'} and changes nothing.
 _BEGIN_POLL = _HELPERS + _END_IF_TAKEN + """
+-- the unix ms a message was queued at: its JSON ends with "ts" (Publisher._body_and_entry); 0 if not found
+local function queued_at(e) return tonumber(string.match(string.sub(e, -24), '"ts":(%d+)}$') or '0') end
 local app_id = ''
 if ARGV[7] ~= '' then
   local meta = redis.call('HMGET', KEYS[6], 'app_id', 'epoch')
@@ -73,12 +76,12 @@ end
 local previous = redis.call('GET', KEYS[4]) or ''
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[5])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[5])
-local acked = {}
+local acked, acked_at = {}, {}
 if ARGV[2] ~= '' then
   local f = redis.call('LRANGE', KEYS[2], 0, -1)
   for i, e in ipairs(f) do
     if string.sub(e, 1, #ARGV[2] + 1) == ARGV[2] .. '|' then
-      for j = 1, i do acked[j] = header(f[j]) end
+      for j = 1, i do acked[j] = header(f[j]); acked_at[j] = queued_at(f[j]) end
       redis.call('LTRIM', KEYS[2], i, -1)
       break
     end
@@ -87,7 +90,7 @@ end
 local expired = {}
 local entries, missed = take(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]), expired)
 end_if_taken(entries, KEYS[4], KEYS[5], ARGV[6])
-return {'ok', app_id, previous, acked, expired, entries, missed}
+return {'ok', app_id, previous, acked, expired, entries, missed, acked_at}
 """
 
 # KEYS queue inflight missed poller online; ARGV me now limit grace_ms. Runs right after a wait, in the
@@ -186,6 +189,7 @@ class PollStep:
     app_id: int = None  # begin with an epoch: the client's app
     ended: bool = False  # take: the step ended the poll
     moved: bool = False  # take: its wait moved a message into inflight
+    acked_at: list = field(default_factory=list)  # begin: unix ms each acked message was queued at (0: unknown)
 
 
 class Queues:
@@ -278,8 +282,9 @@ class Queues:
             args=[me, ack or "", now_ms, limit, online_ms, grace_ms, "" if epoch is None else epoch], client=conn)
         if reply[0] != b"ok":
             return PollStep(auth=reply[0].decode())
-        _, app_id, previous, acked, expired, entries, missed = reply
-        return PollStep(entries, acked, expired, missed, previous.decode(), app_id=int(app_id) if app_id else None)
+        _, app_id, previous, acked, expired, entries, missed, acked_at = reply
+        return PollStep(entries, acked, expired, missed, previous.decode(), app_id=int(app_id) if app_id else None,
+                        acked_at=acked_at)
 
     def wait_and_take(self, conn, client_id, me, timeout: float, now_ms, limit, grace_ms, before=()) -> PollStep:
         """Parks on the queue, then takes what waits if `me` is still the client's poll, in one write: the

@@ -85,6 +85,13 @@ class RedisPools:
     def _unblock(self, redis_client_id: int, node: str) -> None:
         self.commands.client_unblock(redis_client_id)
 
+    def answers(self) -> bool:
+        """Whether Redis answers a PING now (on a cluster, the node the client picks)."""
+        try:
+            return bool(self.commands.ping())
+        except ERRORS:
+            return False
+
     def slot(self, key: str) -> int:
         """Keys of one slot may go in one script or transaction; a single server has one slot."""
         return 0

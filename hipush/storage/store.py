@@ -5,9 +5,10 @@ from collections import defaultdict
 
 import sqlalchemy as sa
 
+from . import db
 from .counters import COUNTER_FIELDS
 from .db import (COUNTER_TABLES, apps, clients, installation, jobs, messages, now_ms, push_topics, pushes,
-                 schema_version, subscriptions, topics)
+                 subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -420,19 +421,12 @@ class Store:
                                  execution_options=NO_STATEMENT_CACHE)
 
     def reachable(self) -> bool:
-        """Whether the database answers at all (a failing statement may be its fault or the statement's): a read
-        of the one-row schema table, as cheap as SELECT 1, and on SQLite it reaches the file (SELECT 1 does not)."""
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.select(schema_version.c.version).limit(1))
-        except sa.exc.SQLAlchemyError:
-            return False
-        return True
+        return db.reachable(self.engine)
 
     def counter_row(self, kind: str, row_id: int):
         table = COUNTER_TABLES[kind]
-        return self._one(sa.select(table.c.sent, table.c.arrived, table.c.expired, table.c.failed,
-                                   table.c.flush_token).where(table.c.id == row_id))
+        return self._one(sa.select(*(table.c[name] for name in COUNTER_FIELDS), table.c.flush_token)
+                         .where(table.c.id == row_id))
 
     # the installation
     def predates_installation(self) -> bool:

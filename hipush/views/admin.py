@@ -31,8 +31,8 @@ def _message_fields(params):
 def gen_job():
     params, app = signed_call()
     name, job_type = params.get("name"), params.get("type")
-    L.check_length("name", name, 64)
-    L.check_length("type", job_type, 64)
+    L.check_length("name", name, L.NAME_CHARS)
+    L.check_length("type", job_type, L.NAME_CHARS)
     job_id = services().jobs.create(app, L.parse_text("name", name), L.parse_text("type", job_type))
     return ok({"job_id": job_id})
 
@@ -69,7 +69,7 @@ def publish_multi():
 
 def _publish_multi(params, app):
     topic = params.get("topic")
-    L.check_length("topic", topic, 64)
+    L.check_length("topic", topic, L.NAME_CHARS)
     if topic != "*":
         L.parse_topic("topic", topic)
     msg_id = L.parse_id("msg_id", params.get("msg_id"))
@@ -84,7 +84,7 @@ def _publish_multi(params, app):
 def _subscription(params):
     client_ids, topic = params.all("client_id"), params.get("topic")
     L.check_count("client_id", client_ids, services().config.limits.subscribe_clients)
-    L.check_length("topic", topic, 64)
+    L.check_length("topic", topic, L.NAME_CHARS)
     L.require("client_id", client_ids[0] if client_ids else None)
     return [L.parse_client_id(c) for c in client_ids], L.parse_topic("topic", topic)
 

@@ -1,33 +1,35 @@
-"""The API description: /openapi.json, and /docs, a page listing every call."""
-import html
+"""The API reference: /openapi.json (the document, hipush/openapi.py), and /docs, Swagger UI over it, where
+each call can be tried against this server. Swagger UI's files come from the flask-swagger-ui package (PyPI)
+and are served from here: the intranets hipush runs in have no CDN."""
+import json
+from importlib.resources import files
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, send_from_directory
 
-from ..openapi import CALLS, document
+from ..openapi import document
+from .sdk import STATIC
 
 bp = Blueprint("docs", __name__)
-_DOCUMENT = document()
-
-_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>hipush API</title><style>
-body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em}}
-table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:.4em;text-align:left;
-vertical-align:top}}code{{background:#f4f4f4;padding:0 .2em}}.req{{font-weight:600}}
-</style></head><body><h1>hipush API</h1>
-<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Required parameters in bold.
-Signing and the long-poll protocol are explained in the README.</p>
-<table><tr><th>call</th><th>methods</th><th>what it does</th><th>parameters</th></tr>{rows}</table></body></html>"""
+_DOCUMENT = json.dumps(document(), ensure_ascii=False)  # keys in the tables' order, which /docs keeps
+SWAGGER_UI = files("flask_swagger_ui") / "dist"
 
 
-@bp.route("/openapi.json")
+def _file(directory, name: str, mimetype=None):
+    response = send_from_directory(directory, name, mimetype=mimetype, max_age=3600)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.route("/openapi.json", methods=["GET"])
 def openapi():
-    return jsonify(_DOCUMENT)
+    return Response(_DOCUMENT, mimetype="application/json")
 
 
-@bp.route("/docs")
+@bp.route("/docs", methods=["GET"])
 def docs():
-    rows = []
-    for path, (summary, methods, params, required, _) in CALLS.items():
-        names = ", ".join(f'<code class="{"req" if n in required else ""}">{html.escape(n)}</code>' for n in params)
-        rows.append(f"<tr><td><code>{path}</code></td><td>{methods}</td><td>{html.escape(summary)}</td>"
-                    f"<td>{names}</td></tr>")
-    return Response(_PAGE.format(rows="".join(rows)), mimetype="text/html")
+    return _file(STATIC, "docs.html", "text/html")
+
+
+@bp.route("/docs/assets/<name>", methods=["GET"])
+def swagger_ui(name):
+    return _file(SWAGGER_UI, name)

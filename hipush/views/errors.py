@@ -5,6 +5,7 @@ import sqlalchemy.exc
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
+from .. import metrics
 from ..errors import ApiError, bad_param, internal, method_not_allowed, not_found, too_large, unavailable
 from ..storage.redis import UNAVAILABLE as REDIS_UNAVAILABLE
 from . import rest
@@ -32,10 +33,12 @@ def to_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, HTTPException):
         return _HTTP.get(exc.code, lambda: bad_param(exc.description or exc.name))()
     if isinstance(exc, REDIS_UNAVAILABLE):
+        metrics.redis_error()
         log.warning("redis unavailable: %s", exc)
         return unavailable("redis is unavailable, try again shortly")
     if isinstance(exc, sqlalchemy.exc.OperationalError) or (
             isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated):
+        metrics.db_error()
         log.warning("database unavailable: %s", exc)
         return unavailable("the database is unavailable, try again shortly")
     log.exception("internal error")

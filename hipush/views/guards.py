@@ -23,7 +23,7 @@ def idempotent(app: dict, params, call) -> Response:
     key = params.get("idempotency_key")
     if key is None:
         return call()
-    L.check_length("idempotency_key", key, 64)
+    L.check_length("idempotency_key", key, L.NAME_CHARS)
     L.require("idempotency_key", key)
     store, api = services().idempotency, request.blueprint
     first = store.begin(api, app["id"], key)

@@ -19,11 +19,11 @@ from urllib.parse import unquote_to_bytes
 import gevent
 from flask import current_app, request
 from gunicorn.http.errors import ParseException
+from hipush_client.protocol import json_value_text
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import limits as L
 from ..errors import bad_param, request_timeout, too_large
-from ..signing import json_value_text
 
 
 class Params:

@@ -9,11 +9,11 @@ import json
 from datetime import datetime
 
 from flask import Blueprint, request
+from hipush_client.protocol import STATUS_WAITING
 
 from .. import limits as L
 from ..errors import auth_failed, bad_param, not_found
 from ..services import services
-from ..services.publish import STATUS_WAITING
 from ..storage.db import now_ms
 from .params import request_authorization, request_params
 from .guards import idempotent, limit_app
@@ -23,8 +23,6 @@ from .web import terminal_fields
 bp = Blueprint("rest", __name__)
 PATH_PREFIXES = ("/push/", "/manager/")
 PUSH_TIME_TOLERANCE_MS = 60_000
-MAX_TAGS = 100
-MAX_PAGE = 1000
 
 
 def rest_ok(**fields):
@@ -103,7 +101,7 @@ def _terminal_ids(params):
 
 
 def _tag_item(name, value):
-    L.check_length(name, value, 64)
+    L.check_length(name, value, L.NAME_CHARS)
     return L.parse_topic(name, value)
 
 
@@ -115,11 +113,11 @@ def _star_or_list(params, name, parse_item):
     value = params.get(name)
     if value in (None, "", "*"):
         return None
-    return L.parse_list(name, value, 100, parse_item)
+    return L.parse_list(name, value, L.MAX_LIST_ITEMS, parse_item)
 
 
 def _org(name, item):
-    L.check_length(name, item, 64)
+    L.check_length(name, item, L.NAME_CHARS)
     return L.parse_text(name, item)
 
 
@@ -141,7 +139,7 @@ def push_all():
 
 @route("/push/tags")
 def push_tags():
-    return _push(lambda p: {"kind": "tags", "tags": L.parse_list("tags", p.get("tags"), MAX_TAGS, _tag_item)})
+    return _push(lambda p: {"kind": "tags", "tags": L.parse_list("tags", p.get("tags"), L.MAX_LIST_ITEMS, _tag_item)})
 
 
 @route("/push/org")
@@ -156,9 +154,9 @@ def push_org():
 @route("/push/geo")
 def push_geo():
     return _push(lambda p: {
-        "kind": "geo", "lat": L.parse_coordinate("lat", p.get("lat"), 90),
-        "lng": L.parse_coordinate("lng", p.get("lng"), 180),
-        "radius": L.parse_int("radius", p.get("radius"), 1, 20_000_000)})
+        "kind": "geo", "lat": L.parse_coordinate("lat", p.get("lat"), L.MAX_LATITUDE),
+        "lng": L.parse_coordinate("lng", p.get("lng"), L.MAX_LONGITUDE),
+        "radius": L.parse_int("radius", p.get("radius"), 1, L.MAX_RADIUS)})
 
 
 # message status, history, timers
@@ -170,8 +168,8 @@ def _time_text(ms):
 
 
 def _page(params):
-    return (L.parse_int("start", params.get("start"), 0, 10**9, default=0),
-            L.parse_int("limit", params.get("limit"), 1, MAX_PAGE, default=20))
+    return (L.parse_int("start", params.get("start"), 0, L.MAX_START, default=0),
+            L.parse_int("limit", params.get("limit"), 1, L.MAX_PAGE, default=L.DEFAULT_PAGE))
 
 
 def _push_rows(total, rows):
@@ -194,7 +192,8 @@ def query_msg_status():
         data.append({"msg_id": msg_id, "delivery_id": push["id"], "status": push["status"],
                      "send_time": _time_text(push["send_time"]), "push_time": _time_text(push["push_time"]),
                      "target_num": push["target_num"], "sent_num": counts["sent"], "arrived_num": counts["arrived"],
-                     "expired_num": counts["expired"], "failed_num": counts["failed"]})
+                     "expired_num": counts["expired"], "failed_num": counts["failed"],
+                     "clicked_num": counts["clicked"]})
     return rest_ok(total_num=len(data), data=data)
 
 
@@ -237,7 +236,7 @@ def query_tags():
 def create_tag():
     params, app = authenticated()
     info = params.get("info")
-    L.check_length("info", info, 255)
+    L.check_length("info", info, L.TEXT_CHARS)
     services().topics.create(app, _tag(params), L.parse_text("info", info, required=False))
     return rest_ok()
 
@@ -297,8 +296,8 @@ def query_terminals():
     """Filters left out or empty filter nothing."""
     params, app = authenticated()
     tag, org = params.get("tag") or None, params.get("org") or None
-    L.check_length("tag", tag, 64)
-    L.check_length("org", org, 64)
+    L.check_length("tag", tag, L.NAME_CHARS)
+    L.check_length("org", org, L.NAME_CHARS)
     start, limit = _page(params)
     org, terminal_type = L.parse_text("org", org, required=False), L.parse_terminal_type(params.get("terminal_type"))
     topic_id = services().topics.existing(app, L.parse_topic("tag", tag)) if tag else None

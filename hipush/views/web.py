@@ -31,15 +31,15 @@ def _location(params, required: bool):
     lat, lng = params.get("lat"), params.get("lng")
     if not required and lat in (None, "") and lng in (None, ""):
         return None, None
-    return L.parse_coordinate("lat", lat, 90), L.parse_coordinate("lng", lng, 180)
+    return L.parse_coordinate("lat", lat, L.MAX_LATITUDE), L.parse_coordinate("lng", lng, L.MAX_LONGITUDE)
 
 
 def terminal_fields(params) -> dict:
     """The terminal attributes among the parameters, checked (genId's, and update_terminal's): {name: value}
     of each one given, None for one given empty."""
     org, address = params.get("org"), params.get("address")
-    L.check_length("org", org, 64)
-    L.check_length("address", address, 255)
+    L.check_length("org", org, L.NAME_CHARS)
+    L.check_length("address", address, L.TEXT_CHARS)
     lat, lng = _location(params, required=False)
     fields = {"terminal_type": L.parse_terminal_type(params.get("terminal_type")),
               "org": L.parse_text("org", org, required=False),
@@ -55,7 +55,7 @@ def gen_id():
     app = services().apps.require(params.get("app_key"))
     check_jsonp(app)
     device_id = params.get("device_id")
-    L.check_length("device_id", device_id, 128)
+    L.check_length("device_id", device_id, L.DEVICE_ID_CHARS)
     fields = terminal_fields(params)
     client_id = services().clients.register(app, L.parse_device_id(device_id), **fields)
     return allow_origin(ok({"client_id": client_id}), app)
@@ -77,15 +77,29 @@ def token():
     return allow_origin(ok(services().clients.issue_token(client)), app)
 
 
-@bp.route("/user/location", methods=METHODS)
-def location():
+def _client_call():
+    """(params, client id, app) of a call a client makes with its token (401 / 1028 for a bad one)."""
     limit_client_ip()
     params = client_params()
     client_id = params.get("client_id") or ""
     app = services().apps.by_id(services().clients.authenticate(client_id, params.get("token")))
     check_jsonp(app)
+    return params, client_id, app
+
+
+@bp.route("/user/location", methods=METHODS)
+def location():
+    params, client_id, app = _client_call()
     lat, lng = _location(params, required=True)
     services().clients.set_location(app["id"], client_id, lat, lng)
+    return allow_origin(ok("OK"), app)
+
+
+@bp.route("/user/click", methods=METHODS)
+def click():
+    """The user opened a delivered message (`id`: its delivery id, as the poll handed it out); counted once."""
+    params, client_id, app = _client_call()
+    services().clicks.record(app["id"], client_id, L.parse_id("id", params.get("id")))
     return allow_origin(ok("OK"), app)
 
 

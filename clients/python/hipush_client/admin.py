@@ -174,7 +174,7 @@ class Admin:
         self._subscription("/topic/unsubscribe", topic, client_ids)
 
     def job_stats(self, job_id: int) -> JobStats:
-        """/job/stats: sent / arrived / expired / failed of one job."""
+        """/job/stats: sent / arrived / expired / failed / clicked of one job."""
         return JobStats(**known_fields(JobStats, self._legacy("/job/stats", [("job_id", job_id)], idempotent=True)))
 
     def revoke(self, client_id: str) -> None:

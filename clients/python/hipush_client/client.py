@@ -170,6 +170,15 @@ class Client:
             while len(self._recent) > self._recent_max:
                 self._recent.popitem(last=False)
 
+    def clicked(self, message: Union[Message, int]) -> None:
+        """Reports that the user opened this message (/user/click). The server counts it once per message and
+        client, so calling it again is harmless. Retried like a poll; a 401 fetches a new token once."""
+        delivery_id = message.id if isinstance(message, Message) else int(message)
+        if self._client_id is None or self.token is None:
+            self.register()
+        self._with_retries(lambda: self._get(self.server, "/user/click", {
+            "client_id": self._client_id, "token": self.token, "id": str(delivery_id)}), "click")
+
     def _seen(self, delivery_id: int) -> bool:
         with self._lock:
             return delivery_id in self._recent

@@ -45,7 +45,7 @@ class Message:
 
 @dataclass(frozen=True)
 class JobStats:
-    """/job/stats: (message, client) pairs sent, arrived (acknowledged), expired and failed for one job."""
+    """/job/stats: (message, client) pairs sent, arrived (acknowledged), expired, failed and clicked for one job."""
 
     job_id: int
     name: str
@@ -55,6 +55,7 @@ class JobStats:
     arrived: int = 0
     expired: int = 0
     failed: int = 0
+    clicked: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -73,6 +74,7 @@ class MsgStatus:
     push_time: Optional[str] = None
     expired_num: Optional[int] = None
     failed_num: Optional[int] = None
+    clicked_num: Optional[int] = None
     extra: dict = field(default_factory=dict)
 
 

@@ -17,8 +17,9 @@ type one at a time until none is due. A delivery:
 import json
 import logging
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 
+from ... import metrics
 from ...storage.db import now_ms
 from ...storage.routes import Claimed, job_id
 from .base import Delivery, Permanent, Retry
@@ -80,14 +81,14 @@ class Routes:
     def dispatch(self, push: dict, body: dict, rows: list) -> None:
         """Queues (client_id, terminal_type, address) rows on their routes; a type with no route counts as failed."""
         now = now_ms()
-        jobs, failed = defaultdict(list), 0
+        jobs, failed = defaultdict(list), Counter()
         for client_id, terminal_type, address in rows:
             route = self.routes.get(terminal_type)
             if route is None:
                 self._log_unrouted(terminal_type)
-                failed += 1
+                failed[terminal_type] += 1
             elif not route.accepts(address):
-                failed += 1
+                failed[terminal_type] += 1
             else:
                 jobs[terminal_type].append((job_id(push["id"], client_id), {
                     "p": push["id"], "j": push["job_id"], "x": push["expires_at"], "c": client_id,
@@ -95,7 +96,9 @@ class Routes:
         if jobs:
             body_json = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
             self.queue.add(push["id"], push["expires_at"], body_json, jobs, now)
-        self.stats.count("failed", push["id"], push["job_id"], failed)
+        self.stats.count("failed", push["id"], push["job_id"], failed.total())
+        for terminal_type, n in failed.items():
+            metrics.route_delivery(terminal_type, "failed", n)
 
     def _log_unrouted(self, terminal_type) -> None:
         if terminal_type not in self._unrouted_logged:
@@ -204,6 +207,7 @@ class Routes:
     def _done(self, job: Claimed, outcome: str) -> None:
         if self.queue.finish(job):  # False: our lease ran out and another worker has the job now
             self.stats.count(outcome, job.job["p"], job.job["j"], 1)
+            metrics.route_delivery(job.terminal_type, outcome)
 
     def stop(self) -> None:
         """The worker is stopping: claim nothing more."""

@@ -1,7 +1,9 @@
 /*!
  * hipush browser SDK — receives pushes from a hipush server over HTTP long-poll.
  *
- * One file, no dependencies, ES5 (runs in old X5/WebViews). Served by hipush at /sdk/hipush.js.
+ * One file, no dependencies, ES5 (runs in old X5/WebViews). The npm package hipush-js (clients/js in the hipush
+ * repository) ships it as UMD (this file: <script>, require()) and as an ES module (hipush.mjs, made from this
+ * file by build-esm.js); hipush serves this file at /sdk/hipush.js. Types: index.d.ts.
  *
  *   var push = new HiPush({server: "https://push.example.com", appKey: "APP_KEY"});
  *   push.on("message", function (m) { console.log(m.id, m.content); });            // msg_type 0
@@ -9,6 +11,7 @@
  *   push.on("connected", function () {}); push.on("disconnected", function () {});
  *   push.on("error", function (e) { console.log(e.type, e.status, e.reason); });
  *   push.connect();                          // push.disconnect() stops it
+ *   push.clicked(message);                   // the user opened it (a shown notification reports its own clicks)
  *
  * Options:
  *   server          base URL of a hipush web node (default: this page's origin)
@@ -16,7 +19,10 @@
  *   deviceId        this device's id (default: generated once and kept in localStorage)
  *   clientId, token signed-token mode: ids handed out by the app's backend (no appKey needed);
  *                   getToken(clientId, callback(error, token)) may fetch a fresh token on 401
- *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing), "xhr" or "jsonp"
+ *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing, fetch() where there is no
+ *                   XMLHttpRequest: Node 18+, workers), "xhr", "jsonp", "fetch", or a function(url, params) returning {start(done), abort()} for a platform without XHR (e.g. a
+ *                   mini program's own request API); start calls done(status, body, retryAfter) once, later
+ *                   (never from inside start), body being the answer's parsed JSON
  *   discover        ask /service/hash which comet node to poll (default true); false polls `server`
  *   pollTimeout     seconds a poll may park on the server (default 30, at most 60)
  *   minDelay, maxDelay   reconnect backoff in ms (default 1000 and 30000, jittered; never sooner than
@@ -29,7 +35,12 @@
  * push.state is "disconnected", "connecting", "connected" or "reconnecting" (until a poll answers 200);
  * push.stats counts received, duplicates, reconnects, failures and missed messages.
  */
-(function (root) {
+(function (root, factory) {
+  // UMD: CommonJS (node, bundlers) gets module.exports, a <script> tag the global HiPush.
+  // build-esm.js makes hipush.mjs, the ES module, by replacing these lines and the last one.
+  if (typeof module === "object" && module.exports) module.exports = factory(root);
+  else root.HiPush = factory(root);
+})(typeof window !== "undefined" ? window : typeof globalThis !== "undefined" ? globalThis : this, function (root) {
   "use strict";
 
   var EVENTS = ["message", "notification", "connected", "disconnected", "error"];
@@ -121,6 +132,26 @@
     if (typeof root.Notification === "undefined") return once("unsupported");
     var answer = root.Notification.requestPermission(once);  // old browsers call back, new ones return a Promise
     if (answer && typeof answer.then === "function") answer.then(once);
+  };
+
+  /** Reports that the user opened a message (/user/click; `message` or its id). The server counts it once per
+   *  message and client, so reporting it again is harmless. callback(error or null) is optional; a failure is
+   *  also an "error" event of type "click". A notification the SDK shows reports its clicks itself. */
+  HiPush.prototype.clicked = function (message, callback) {
+    var self = this, id = message !== null && typeof message === "object" ? message.id : message;
+    function done(error) {
+      if (error) {
+        error.type = "click";
+        self._emit("error", error);
+      }
+      if (callback) callback(error || null);
+    }
+    if (!this.clientId || !this.token) {
+      setTimeout(function () { done({status: 0, reason: "no client id and token yet: connect first"}); }, 0);
+      return this;
+    }
+    this._fetch(this.options.server, "/user/click", {client_id: this.clientId, token: this.token, id: id}, 0, done);
+    return this;
   };
 
   // ---- the connection: register, token, find the node, poll --------------------------------
@@ -252,19 +283,19 @@
   };
 
   HiPush.prototype._show = function (message, notification) {
-    var N = root.Notification;
+    var N = root.Notification, self = this;
     if (typeof N === "undefined" || N.permission !== "granted") return;
     try {
       var shown = new N(notification.title, {
         body: notification.body, icon: notification.image || undefined,
         image: notification.image || undefined, tag: "hipush-" + message.id
       });
-      if (notification.url) {
-        shown.onclick = function () {
-          try { root.focus(); } catch (ignored) { /* nothing to focus */ }
-          root.open(notification.url, "_blank");
-        };
-      }
+      shown.onclick = function () {
+        self.clicked(message);
+        if (!notification.url) return;
+        try { root.focus(); } catch (ignored) { /* nothing to focus */ }
+        root.open(notification.url, "_blank");
+      };
     } catch (e) {  // e.g. Android Chrome allows notifications only from a service worker
       this._emit("error", {type: "notification", status: 0, reason: String(e && e.message || e)});
     }
@@ -355,30 +386,38 @@
 
   // ---- transports ----------------------------------------------------------------------------
 
-  /** GET base + path; callback(error, result) once. error = {status: HTTP status or 0, code, reason, retryAfter}. */
+  /** A request of the connection: disconnect() aborts it. */
   HiPush.prototype._send = function (base, path, params, timeoutMs, callback) {
-    var self = this, done = false, timer, jsonpNow = this._useJsonp(base);
-    if (jsonpNow && !pageLoaded()) {  // a <script> added before `load` holds the page loading for a whole poll
-      var session = this._session;
-      return afterLoad(function () {
-        if (session === self._session) self._send(base, path, params, timeoutMs, callback);
+    var self = this;
+    var handle = this._request = this._fetch(base, path, params, timeoutMs, function (error, result) {
+      if (self._request === handle) self._request = null;
+      callback(error, result);
+    });
+  };
+
+  /** GET base + path; callback(error, result) once, unless aborted through the handle returned ({abort()}).
+   *  error = {status: HTTP status or 0, code, reason, retryAfter}. */
+  HiPush.prototype._fetch = function (base, path, params, timeoutMs, callback) {
+    var self = this, done = false, timer, makeRequest = this._requestMaker(base);
+    if (makeRequest === jsonp && !pageLoaded()) {  // a <script> added before `load` holds the page loading for a whole poll
+      var later = null, cancelled = false;
+      afterLoad(function () {
+        if (!cancelled) later = self._fetch(base, path, params, timeoutMs, callback);
       });
+      return {abort: function () { cancelled = true; if (later) later.abort(); }};
     }
     params._ = now().toString(36) + (jsonpCount++);  // no cached answers
-    var request = jsonpNow ? jsonp(base + path, params) : xhr(base + path, params);
+    var request = makeRequest(base + path, params);
     function finish(error, result) {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (self._request === handle) self._request = null;
       callback(error, result);
     }
-    var handle = {abort: function () { done = true; clearTimeout(timer); request.abort(); }};
     timer = setTimeout(function () {
       request.abort();
       finish({status: 0, reason: "timed out"});
     }, timeoutMs + REQUEST_MARGIN);
-    this._request = handle;
     try {
       request.start(function (status, body, retryAfter) {
         if (status === 200 && body && body.ok === true) return finish(null, body.result);
@@ -388,13 +427,19 @@
     } catch (e) {  // e.g. a malformed server URL
       setTimeout(function () { finish({status: 0, reason: String(e && e.message || e)}); }, 0);
     }
+    return {abort: function () { done = true; clearTimeout(timer); request.abort(); }};
   };
 
-  HiPush.prototype._useJsonp = function (base) {
+  /** What makes the requests to `base`: the option's function, XHR; JSONP where XHR cannot reach another origin;
+   *  fetch() where there is no XHR at all (Node 18+, workers). */
+  HiPush.prototype._requestMaker = function (base) {
     var transport = this.options.transport;
-    if (transport === "jsonp") return true;
-    if (transport === "xhr") return false;
-    return !(typeof XMLHttpRequest !== "undefined" && (sameOrigin(base) || corsCapable()));
+    if (typeof transport === "function") return transport;
+    if (transport === "jsonp" || transport === "xhr" || transport === "fetch") {
+      return {jsonp: jsonp, xhr: xhr, fetch: fetchRequest}[transport];
+    }
+    if (typeof XMLHttpRequest === "undefined") return typeof root.fetch === "function" ? fetchRequest : jsonp;
+    return sameOrigin(base) || corsCapable() ? xhr : jsonp;
   };
 
   function xhr(url, params) {
@@ -405,7 +450,7 @@
           if (request.readyState !== 4) return;
           var body = null;
           try { body = JSON.parse(request.responseText); } catch (ignored) { /* not JSON */ }
-          done(request.status, body, retryAfterOf(request));
+          done(request.status, body, retryAfterOf(request.status, request.getResponseHeader("Retry-After")));
         };
         request.open("GET", url + "?" + query(params), true);
         request.send(null);
@@ -418,10 +463,31 @@
   }
 
   /** Seconds a 503 (a stopping node) or 429 asks to wait; hipush exposes the header to other origins. */
-  function retryAfterOf(request) {
-    if (request.status !== 503 && request.status !== 429) return 0;
-    var seconds = parseInt(request.getResponseHeader("Retry-After"), 10);
+  function retryAfterOf(status, header) {
+    if (status !== 503 && status !== 429) return 0;
+    var seconds = parseInt(header, 10);
     return seconds > 0 ? seconds : 0;
+  }
+
+  function fetchRequest(url, params) {
+    var controller = typeof AbortController !== "undefined" ? new AbortController() : null, aborted = false;
+    return {
+      start: function (done) {
+        root.fetch(url + "?" + query(params), controller ? {signal: controller.signal} : {}).then(function (response) {
+          return response.text().then(function (text) {
+            var body = null;
+            try { body = JSON.parse(text); } catch (ignored) { /* not JSON */ }
+            if (!aborted) done(response.status, body, retryAfterOf(response.status, response.headers.get("Retry-After")));
+          });
+        }).then(null, function () {
+          if (!aborted) done(0, null);
+        });
+      },
+      abort: function () {
+        aborted = true;
+        if (controller) controller.abort();
+      }
+    };
   }
 
   /** A <script> whose answer calls __hipush.cN(body). An HTTP error status fires onerror: status 0. */
@@ -548,6 +614,5 @@
     return new Date().getTime();
   }
 
-  root.HiPush = HiPush;
-  if (typeof module === "object" && module.exports) module.exports = HiPush;
-})(typeof window !== "undefined" ? window : this);
+  return HiPush;
+});
