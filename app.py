@@ -65,6 +65,24 @@ def _confirmed(identity: str) -> bool:
         return False
 
 
+def _create_operator(name: str) -> str:
+    """Asks for the password (twice on a terminal; one line of stdin otherwise, for scripts) and stores it."""
+    import getpass
+
+    from hipush.services.audit import Audit
+    from hipush.services.operators import Operators
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for operator {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise config_module.ConfigError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    store = _store(config_module.load())
+    created = Operators(store, Audit(store)).set_password(name, password, by="python app.py create-operator")
+    return f"operator {name} {'created' if created else 'has a new password'}"
+
+
 def _public(app: dict) -> dict:
     return {k: app[k] for k in ("app_key", "app_secret", "name", "sign_policy", "token_policy", "allowed_origins",
                                 "jsonp", "publish_rate", "subscribe_rate")}
@@ -100,6 +118,10 @@ def main(argv=None) -> int:
                           help="off: client calls with callback are refused (JSONP answers any page, CORS or not)")
     settings.add_argument("--publish-rate", help="publish calls per second (0: unlimited; default: the server's)")
     settings.add_argument("--subscribe-rate", help="subscribe calls per second (0: unlimited; default: the server's)")
+    operator = commands.add_parser(
+        "create-operator", help="create an operator of the console (/console), or set its password; asks for "
+                                "the password (read from stdin when it is not a terminal)")
+    operator.add_argument("name")
     _add_push_command(commands)
     reset = commands.add_parser(
         "reset-redis", help="delete hipush's keys (hp:*) from the Redis, after a confirmation, and give it to "
@@ -113,6 +135,9 @@ def main(argv=None) -> int:
     try:
         if args.command == "reset-redis":
             return _reset_redis(args)
+        if args.command == "create-operator":
+            print(_create_operator(args.name))
+            return 0
         apps = _apps()
         if args.command == "create-app":
             print(json.dumps(_public(apps.create(args.name))))

@@ -33,7 +33,8 @@ GC_THRESHOLDS = (20_000, 20, 20)  # Python's defaults are (700, 10, 10)
 
 def on_starting(server):
     """Before any worker exists: start the node's embedded redis-server, create the schema once and check that
-    the Redis belongs to this database's installation (hipush/storage/installation.py).
+    the Redis belongs to this database's installation (hipush/storage/installation.py); with
+    HIPUSH_CONSOLE_PASSWORD, give the console's operator admin that password.
 
     Schema and check run in a child process so that this master never imports database drivers,
     redis-py (and ssl) before the gevent workers patch the standard library. A refusal stops the master:
@@ -46,11 +47,9 @@ def on_starting(server):
     if config.embedded_redis:
         server.hipush_redis = EmbeddedRedis(config.data_dir)
         server.hipush_redis.ensure_running(detach=False)
-    check = subprocess.run([sys.executable, "-m", "hipush.storage.installation"], stderr=subprocess.PIPE, text=True)
-    if check.returncode != 0:
-        on_exit(server)
-        raise RuntimeError(check.stderr.strip())
-    sys.stderr.write(check.stderr)  # its log: an adopted Redis, messages lost with a Redis that was emptied
+    _in_a_child(server, "-m", "hipush.storage.installation")
+    if config.console_password:  # the console's operator admin gets it (hipush/services/operators.py)
+        _in_a_child(server, "-c", "from hipush.services.operators import ensure_admin; ensure_admin()")
     redis_at = config.redis_location.split("@")[-1] if not config.embedded_redis \
         else f"embedded at {config.embedded_redis_socket}"
     server.log.info("hipush: redis %s, public address %s, data dir %s", redis_at, config.public_addr, config.data_dir)
@@ -74,6 +73,15 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _in_a_child(server, *args) -> None:
+    """Runs `python *args` for the master; its failure stops the master before any worker starts."""
+    child = subprocess.run([sys.executable, *args], stderr=subprocess.PIPE, text=True)
+    if child.returncode != 0:
+        on_exit(server)
+        raise RuntimeError(child.stderr.strip())
+    sys.stderr.write(child.stderr)  # its log: e.g. an adopted Redis, messages lost with a Redis that was emptied
 
 
 def on_exit(server):

@@ -23,7 +23,8 @@ from . import procstat, report, scenarios, systems
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("hipush-1w", "hipush-2w", "hipush-2w-cluster", "nchan-2w")
 CLUSTER = "-cluster"  # a hipush label ending so runs on a local Redis Cluster (systems.ClusterBackend)
-SCENARIOS = ("parked", "unicast", "fanout", "soak")
+SCENARIOS = ("floor", "parked", "unicast", "sse_unicast", "sse_batch", "fanout", "sse_fanout", "soak")
+SSE_RESULTS = {"sse_unicast": "unicast_sse", "sse_batch": "unicast_batch", "sse_fanout": "fanout_sse"}
 
 PROFILES = {
     "full": dict(
@@ -34,6 +35,8 @@ PROFILES = {
         soak_s=600, soak_unicast=1000, soak_fanout=1000, soak_idle=3000, soak_rate=100,
         soak_fanout_every_s=10, soak_churn=0.01, soak_sample_s=10,
         one_worker_scenarios=["parked", "unicast", "fanout"],  # the soak runs hipush as deployed: 2 workers
+        sse_rates=[1000, 2000], sse_ramp=[3000, 3500, 4000, 5000, 6000, 8000, 10000],
+        batch_rates=[2000], batch_ramp=[4000, 6000, 8000, 10000, 12000, 16000], floor_s=10,
     ),
     "quick": dict(
         parked_levels=[1000], parked_hold_s=3,
@@ -43,9 +46,11 @@ PROFILES = {
         soak_s=0, soak_unicast=0, soak_fanout=0, soak_idle=0, soak_rate=0,
         soak_fanout_every_s=10, soak_churn=0.0, soak_sample_s=10,
         one_worker_scenarios=["parked"],  # hipush-1w only here: the ratio column compares 2 workers with 2
+        sse_rates=[1000], sse_ramp=[2000, 3500, 5000], batch_rates=[2000], batch_ramp=[4000, 8000], floor_s=3,
     ),
 }
-COMMON = dict(subscriber_procs=2, rate_per_publisher=2500, publish_concurrency=64, open_rate=3000, park_batch=1000)
+COMMON = dict(subscriber_procs=2, rate_per_publisher=2500, publish_concurrency=64, open_rate=3000, park_batch=1000,
+              batch_size=100, floor_connections=50)
 
 
 def parse_args(argv):
@@ -142,10 +147,10 @@ def main(argv=None) -> int:
     wanted = [s.strip() for s in (args.scenarios or ",".join(
         s for s in SCENARIOS if not (s == "soak" and (args.quick or not profile["soak_s"])))).split(",") if s.strip()]
     hipush_labels = [lb for lb in labels if lb.startswith("hipush")]
-    needs = [profile["unicast_clients"] if "unicast" in wanted else 0]
+    needs = [profile["unicast_clients"] if {"unicast", "sse_unicast", "sse_batch"} & set(wanted) else 0]
     if "parked" in wanted:
         needs.append(max(profile["parked_levels"], default=0))
-    if "fanout" in wanted:
+    if {"fanout", "sse_fanout"} & set(wanted):
         needs.append(max(profile["fanout_sizes"], default=0))
     if "soak" in wanted:
         needs.append(profile["soak_unicast"] + profile["soak_fanout"] + profile["soak_idle"])
@@ -160,7 +165,8 @@ def main(argv=None) -> int:
     print(f"bench {name}: systems {', '.join(labels)}; scenarios {', '.join(wanted)}; run dir {run_dir}", flush=True)
     results = {"name": name, "mode": "quick" if args.quick else "full", "started_at": started_at,
                "systems": labels, "scenarios": wanted, "profile": profile, "machine": machine_facts(),
-               "versions": package_versions(), "hipush_root": str(systems.HIPUSH_ROOT), "notes": [], "parked": {}, "unicast": {}, "fanout": {}, "soak": {}}
+               "versions": package_versions(), "hipush_root": str(systems.HIPUSH_ROOT), "notes": [], "parked": {}, "unicast": {}, "fanout": {}, "soak": {},
+               **{key: {} for key in SSE_RESULTS.values()}}
     if any(label.startswith("nchan") for label in labels):  # nginx is installed by `make bench`, not `make test`
         results["versions"].update(nginx=systems.nginx_version(), nchan=systems.nchan_package_version())
     backend = cluster_backend = None
@@ -185,7 +191,13 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         run_order = sorted(labels, key=lambda lb: lb != "hipush-2w")  # the first hipush registers the clients
         for scenario in wanted:
+            if scenario == "floor":  # not a system of its own: the Flask floor beneath hipush, once a run
+                print("== floor: hello-world Flask, 2 gevent workers", flush=True)
+                results["floor"] = scenarios.floor(ctx, systems.FloorServer(2, run_dir))
+                continue
             for label in run_order:
+                if scenario == "sse_batch" and not label.startswith("hipush"):
+                    continue  # a batch call is hipush's
                 if label == "hipush-1w" and scenario not in profile["one_worker_scenarios"] \
                         and args.systems == ",".join(SYSTEMS):
                     continue  # the profile's default; naming the systems explicitly runs them all
@@ -198,6 +210,12 @@ def main(argv=None) -> int:
                 elif scenario == "fanout":
                     results["fanout"][label] = {str(n): scenarios.fanout(ctx, make_server(label), n)
                                                 for n in profile["fanout_sizes"]}
+                elif scenario in ("sse_unicast", "sse_batch"):
+                    results[SSE_RESULTS[scenario]][label] = scenarios.unicast(
+                        ctx, make_server(label), "sse", profile["batch_size"] if scenario == "sse_batch" else 1)
+                elif scenario == "sse_fanout":
+                    results["fanout_sse"][label] = {str(n): scenarios.fanout(ctx, make_server(label), n, "sse")
+                                                    for n in profile["fanout_sizes"]}
                 elif scenario == "soak":
                     results["soak"][label] = scenarios.soak(ctx, make_server(label))
                 results.setdefault("elapsed_s", {})[f"{scenario} {label}"] = round(time.monotonic() - began, 1)
@@ -245,8 +263,10 @@ def notes(results: dict, profile: dict) -> list:
         for n, r in by_n.items():
             if "skipped" in r:
                 out.append(f"{label}: fan-out to {n} not run: {r['skipped']}")
-    for label, r in results.get("unicast", {}).items():
-        out.append(f"{label} unicast ramp: {r.get('stop_reason')}")
+    for key, what in (("unicast", "unicast"), ("unicast_sse", "SSE unicast"),
+                      ("unicast_batch", "/push/batch unicast over SSE")):
+        for label, r in results.get(key, {}).items():
+            out.append(f"{label} {what} ramp: {r.get('stop_reason')}")
     if all(lb in results["systems"] for lb in report.RATIO_OF):
         out.append(f"ratio column = {report.RATIO_OF[0]} ÷ {report.RATIO_OF[1]}: above 1 means hipush takes more "
                    "(time, memory, CPU) or, for delivered/s, delivers more")

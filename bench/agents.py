@@ -173,3 +173,15 @@ def run_setup(server, config: dict, run_dir: Path, timeout: float = 600) -> dict
         return agent.read(timeout)
     finally:
         agent.close()
+
+
+def run_hammers(server, config: dict, procs: int, connections: int, run_dir: Path) -> list:
+    """Closed-loop GETs from `procs` processes sharing `connections` connections; each process's result."""
+    agents = [Agent("hammer", {"host": server.host, "port": server.port, **config,
+                               "connections": connections // procs + (p < connections % procs)},
+                    run_dir / f"loadgen-hammer-{server.label}-{p}.log") for p in range(procs)]
+    results = []
+    for agent in agents:
+        results.append(agent.read(float(config["duration"]) + 60))
+        agent.close()
+    return results

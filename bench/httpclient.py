@@ -67,6 +67,47 @@ class Connection:
             self.close()
             raise
 
+    def events(self, method: str, path: str, headers: str = ""):
+        """A server-sent event stream: yields, as each piece of it arrives, the (id, data) of the events the
+        piece completes (an empty list for a comment line), until the server ends the stream. The body may be
+        chunked or run until the server closes. Raises HttpError for an answer that is not a 200. The
+        connection is not reused after it."""
+        self.connect()
+        self.sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{headers}\r\n".encode("latin-1"))
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status = head.split(b" ", 2)[1]
+        if status != b"200":
+            self.close()
+            raise HttpError(f"HTTP {status.decode(errors='replace')} instead of an event stream")
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        text = b""
+        while True:
+            piece = self._read_chunk() if chunked else self._read_some()
+            if not piece:
+                self.close()
+                return
+            *blocks, text = (text + piece).replace(b"\r\n", b"\n").split(b"\n\n")
+            found = []
+            for block in blocks:
+                fields = dict(line.split(b":", 1) for line in block.split(b"\n") if b":" in line
+                              and not line.startswith(b":"))
+                fields = {name: value[1:] if value.startswith(b" ") else value for name, value in fields.items()}
+                if b"data" in fields and b"event" not in fields:
+                    found.append((fields.get(b"id", b"").decode(), fields[b"data"]))
+            yield found
+
+    def _read_some(self) -> bytes:
+        """What has arrived of a body that runs until the server closes (b"" once it has)."""
+        if not self.buf:
+            try:
+                self._fill()
+            except Closed:
+                return b""
+        piece, self.buf = self.buf, b""
+        return piece
+
     def _fill(self) -> None:
         chunk = self.sock.recv(65536)
         if not chunk:
@@ -111,14 +152,17 @@ class Connection:
 
     def _read_chunked(self) -> bytes:
         body = b""
-        while True:
-            while b"\r\n" not in self.buf:
-                self._fill()
-            size_line, self.buf = self.buf.split(b"\r\n", 1)
-            size = int(size_line.split(b";")[0], 16)
-            while len(self.buf) < size + 2:
-                self._fill()
-            body += self.buf[:size]
-            self.buf = self.buf[size + 2:]
-            if size == 0:  # no trailers expected
-                return body
+        while chunk := self._read_chunk():
+            body += chunk
+        return body
+
+    def _read_chunk(self) -> bytes:
+        """The next chunk of a chunked body; b"" for the last (no trailers expected)."""
+        while b"\r\n" not in self.buf:
+            self._fill()
+        size_line, self.buf = self.buf.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0], 16)
+        while len(self.buf) < size + 2:
+            self._fill()
+        chunk, self.buf = self.buf[:size], self.buf[size + 2:]
+        return chunk

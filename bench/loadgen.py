@@ -3,6 +3,7 @@
     python -m bench.loadgen subscribe   # long-lived: many long-polling clients; commands on stdin
     python -m bench.loadgen publish     # one run of an app backend publishing; config on stdin, result on stdout
     python -m bench.loadgen setup       # hipush only: register clients, make a job, subscribe topics
+    python -m bench.loadgen hammer      # closed loop: GET a path on keep-alive connections, as fast as answered
 
 Every role reads one JSON object (its config) as the first line of stdin and writes JSON lines to stdout.
 The same code drives hipush and Nchan; bench/protocols.py holds the only differences. Loopback only:
@@ -26,6 +27,7 @@ from .httpclient import Connection  # noqa: E402
 from .protocols import PROTOCOLS, content_for, signed_query  # noqa: E402
 
 ERROR_SAMPLES = 10
+ACK_EVERY, ACK_INTERVAL_S = 100, 1.0  # a stream's subscriber acknowledges at least this often (as the kits do)
 
 
 def raise_fd_limit() -> int:
@@ -88,6 +90,12 @@ class Subscribers:
         self.greenlets = []
         self.churn_fraction = 0.0
         self.churner = None
+        self.sse = config.get("transport") == "sse"
+        if self.sse and self.protocol.ack_request:
+            self.pending_acks = {}  # subscriber index -> [delivery id to acknowledge, events since the last ack]
+            self.ack_conns = ConnectionPool(self.host, self.port, 30)
+            self.ack_pool = gevent.pool.Pool(64)
+            self.acker = gevent.spawn(self._ack_loop)
 
     def open(self, upto: int) -> None:
         """Starts subscribers [opened, upto), paced at open_rate per second (a burst of thousands of
@@ -104,6 +112,8 @@ class Subscribers:
                 gevent.sleep(due - time.monotonic())
 
     def _run(self, idx: int) -> None:
+        if self.sse:
+            return self._run_stream(idx)
         sub = self.subs[idx]
         failures = 0
         while not self.stopping:
@@ -142,6 +152,61 @@ class Subscribers:
                 self.errors.add(f"{type(exc).__name__}: {exc}")
                 failures += 1
                 gevent.sleep(min(5.0, 0.5 * failures))
+
+    def _run_stream(self, idx: int) -> None:
+        """One SSE stream after another (a stream ends at the server's max age); acknowledgements go apart."""
+        sub = self.subs[idx]
+        failures = 0
+        while not self.stopping:
+            conn = self.conns[idx] = Connection(self.host, self.port, self.socket_timeout)
+            try:
+                method, path, headers = self.protocol.stream_request(sub)
+                self.waiting[idx] = True
+                for events in conn.events(method, path, headers):
+                    received_ns = time.time_ns()
+                    failures = 0
+                    if not events:
+                        continue
+                    self.answers += 1
+                    for content in self.protocol.stream_contents(events):
+                        self.receipts.append((idx, content, received_ns))
+                    self.received += len(events)
+                    if not self.protocol.ack_request:
+                        continue
+                    pending = self.pending_acks.setdefault(idx, [None, 0])
+                    pending[0] = events[-1][0]
+                    pending[1] += len(events)
+                    if pending[1] >= ACK_EVERY:
+                        self.ack_pool.spawn(self._ack, idx)
+            except Exception as exc:  # noqa: BLE001
+                if self.stopping:
+                    return
+                self.errors.add(f"{type(exc).__name__}: {exc}")
+                failures += 1
+                gevent.sleep(min(5.0, 0.5 * failures))
+            finally:
+                self.waiting[idx] = False
+                conn.close()
+
+    def _ack_loop(self) -> None:
+        while not self.stopping:
+            gevent.sleep(ACK_INTERVAL_S)
+            for idx in list(self.pending_acks):
+                self.ack_pool.spawn(self._ack, idx)
+
+    def _ack(self, idx: int) -> None:
+        pending = self.pending_acks.pop(idx, None)
+        if pending is None:
+            return
+        conn = self.ack_conns.get()
+        try:
+            status, _, body = conn.request(*self.protocol.ack_request(self.subs[idx], pending[0]))
+            if status != 200:
+                self.errors.add(f"ack: HTTP {status}: {body[:120].decode(errors='replace')}")
+        except Exception as exc:  # noqa: BLE001
+            self.errors.add(f"ack: {type(exc).__name__}: {exc}")
+            conn.close()
+        self.ack_conns.put(conn)
 
     def set_churn(self, fraction: float) -> None:
         """Every second, close the sockets of `fraction` of the open subscribers abruptly (they reconnect)."""
@@ -226,7 +291,9 @@ def publish_rate(protocol, config: dict) -> dict:
     g = offset, offset + stride, ... (several processes share one rate). A message's content carries its
     due time, so a receipt's latency counts any lateness of the sender too (no coordinated omission).
     When the server holds every connection of the pool busy, sending falls behind; what is still unsent
-    `max_seconds` after the start is given up ("unsent"), so a step never runs much past its duration."""
+    `max_seconds` after the start is given up ("unsent"), so a step never runs much past its duration.
+    With `batch` > 1, messages go `batch` at a time in one call (hipush's /push/batch), each call sent when
+    its last message is due: a message's latency includes its wait for the rest of its batch."""
     rate, duration = float(config["rate"]), float(config["duration"])
     total = int(rate * duration)
     stride, offset = int(config.get("stride", 1)), int(config.get("offset", 0))
@@ -240,11 +307,18 @@ def publish_rate(protocol, config: dict) -> dict:
     unsent = 0
     cpu_before = own_cpu_seconds()
 
-    def send(seq, target, content):
+    batch_size = int(config.get("batch", 1))
+    batch = []
+
+    def send(items):
+        """items: (seq, target, content) of one call."""
         conn = conns.get()
         started = time.perf_counter()
         try:
-            status = protocol.publish_one(conn, target, content)
+            if batch_size > 1:
+                status = protocol.publish_batch(conn, [(target, content) for _, target, content in items])
+            else:
+                status = protocol.publish_one(conn, items[0][1], items[0][2])
         except Exception as exc:  # noqa: BLE001
             status = 0
             errors.add(f"{type(exc).__name__}: {exc}")
@@ -252,7 +326,7 @@ def publish_rate(protocol, config: dict) -> dict:
         call_us = int((time.perf_counter() - started) * 1e6)
         if status != 200 and status != 0:
             errors.add(f"HTTP {status}")
-        sent.append((seq, status, call_us))
+        sent.extend((seq, status, call_us) for seq, _, _ in items)
         conns.put(conn)
 
     mine = range(offset, total, stride)
@@ -267,7 +341,12 @@ def publish_rate(protocol, config: dict) -> dict:
         else:
             max_lag = max(max_lag, -wait)
         seq = seq_base + g
-        pool.spawn(send, seq, targets[g % len(targets)], content_for(tag, seq, due_ns))  # blocks when full
+        batch.append((seq, targets[g % len(targets)], content_for(tag, seq, due_ns)))
+        if len(batch) >= batch_size or number == len(mine) - 1:
+            pool.spawn(send, batch)  # blocks when full
+            batch = []
+    if batch:  # given up part-way through a batch: its messages count as unsent
+        unsent += len(batch)
     finished_sending = time.time_ns()
     pool.join(timeout=40)
     abandoned = len(pool)  # still unanswered 40 s after the last send: counted as failed sends
@@ -292,6 +371,37 @@ def publish_fanout(protocol, config: dict) -> dict:
     result.update(content=content, started_ns=started_ns, returned_ns=time.time_ns())
     conn.close()
     return result
+
+
+# ---------------------------------------------------------------- the framework floor
+
+def hammer(config: dict) -> dict:
+    """`connections` keep-alive connections each sending GET `path` again as soon as it is answered, for
+    `duration` seconds: answers per second (what wrk measures)."""
+    conns = [Connection(config["host"], int(config["port"]), 10) for _ in range(int(config["connections"]))]
+    deadline = time.monotonic() + float(config["duration"])
+    counts, errors = [0], Errors()
+    cpu_before = own_cpu_seconds()
+
+    def loop(conn):
+        while time.monotonic() < deadline:
+            try:
+                status, _, _ = conn.request("GET", config["path"])
+                if status == 200:
+                    counts[0] += 1
+                else:
+                    errors.add(f"HTTP {status}")
+            except Exception as exc:  # noqa: BLE001
+                errors.add(f"{type(exc).__name__}: {exc}")
+                conn.close()
+
+    started = time.monotonic()
+    gevent.joinall([gevent.spawn(loop, conn) for conn in conns])
+    elapsed = time.monotonic() - started
+    for conn in conns:
+        conn.close()
+    return {"answers": counts[0], "seconds": elapsed, "cpu_s": own_cpu_seconds() - cpu_before,
+            "errors": errors.count, "error_samples": errors.samples}
 
 
 # ---------------------------------------------------------------- setup (hipush)
@@ -376,8 +486,10 @@ def main(argv) -> None:
         emit(publish_rate(protocol, config) if config["mode"] == "rate" else publish_fanout(protocol, config))
     elif role == "setup":
         emit(setup_main(config))
+    elif role == "hammer":
+        emit(hammer(config))
     else:
-        sys.exit(f"usage: python -m bench.loadgen subscribe|publish|setup  (got {role!r})")
+        sys.exit(f"usage: python -m bench.loadgen subscribe|publish|setup|hammer  (got {role!r})")
 
 
 if __name__ == "__main__":

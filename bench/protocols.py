@@ -4,15 +4,20 @@ A subscriber keeps one keep-alive connection and long-polls in a loop:
 - hipush: `GET /comet/poll?client_id&token&timeout[&ack]`, a JSON answer with a list of messages (an empty
   list at the poll's timeout); the next poll acknowledges the last message received.
 - Nchan: `GET /sub/<channel>`, one message per answer, 408 at the subscriber timeout; the next request sends
-  the answer's Last-Modified and Etag back (If-Modified-Since / If-None-Match) to follow the stream.
+  the answer's Last-Modified and Etag back (If-Modified-Since / If-None-Match) to follow the stream; with
+  transport "sse" the same URL as an EventSource stream (`Accept: text/event-stream`), nothing acknowledged.
+
+or, with transport "sse", keeps one `GET /comet/stream` open (each message an event) and acknowledges by
+`POST /comet/ack`, in batches (every 100 messages or every second), as the kits do.
 
 A publisher sends:
-- hipush: unicast by a signed `/publish/private` (one job, made once); fan-out by a signed `/message/save`
-  and `/publish/multi` to a topic.
+- hipush: unicast by a signed `/publish/private` (one job, made once), or 100 at a time by `/push/batch`
+  (HTTP Basic, JSON); fan-out by a signed `/message/save` and `/publish/multi` to a topic.
 - Nchan: `POST /pub/<channel>` for both (a channel with many subscribers is Nchan's fan-out).
 
 Message contents are plain ASCII made by the load generator: "<tag>.<seq>.<scheduled unix ns>".
 """
+import base64
 import hashlib
 import json
 import time
@@ -55,7 +60,28 @@ class Hipush:
             sub["ack"] = messages[-1]["id"]
         return [m["content"] for m in messages]
 
+    def stream_request(self, sub: dict):
+        return "GET", f"/comet/stream?client_id={sub['client_id']}&token={quote(sub['token'], safe='')}", ""
+
+    @staticmethod
+    def stream_contents(events) -> list:
+        """The contents of a stream chunk's events ((id, data) pairs)."""
+        return [json.loads(data)["content"] for _, data in events]
+
+    def ack_request(self, sub: dict, ack: str):
+        body = f"client_id={sub['client_id']}&token={quote(sub['token'], safe='')}&ack={ack}".encode()
+        return "POST", "/comet/ack", "Content-Type: application/x-www-form-urlencoded\r\n", body
+
     # publisher side
+    def publish_batch(self, conn, items) -> int:
+        """Unicasts [(client id, content), ...] in one /push/batch call; the HTTP status."""
+        body = json.dumps({"messages": [{"terminal_ids": target, "msg_type": 0, "msg": content, "job_id": self.job_id}
+                                        for target, content in items]}).encode()
+        basic = base64.b64encode(f"{self.app['app_key']}:{self.app['app_secret']}".encode()).decode()
+        status, _, _ = conn.request("POST", "/push/batch", f"Authorization: Basic {basic}\r\n"
+                                    "Content-Type: application/json\r\n", body)
+        return status
+
     def _signed_get(self, conn, path: str, pairs):
         status, _, body = conn.request("GET", path + "?" + signed_query(pairs, self.app["app_secret"]))
         return status, body
@@ -106,6 +132,15 @@ class Nchan:
         sub["last_modified"] = headers.get("last-modified", "")
         sub["etag"] = headers.get("etag", "")
         return [body.decode()]
+
+    def stream_request(self, sub: dict):
+        return "GET", f"/sub/{sub['channel']}", "Accept: text/event-stream\r\n"
+
+    @staticmethod
+    def stream_contents(events) -> list:
+        return [data.decode() for _, data in events]
+
+    ack_request = None  # Nchan streams need no acknowledgement
 
     def publish_one(self, conn, target: str, content: str) -> int:
         status, _, _ = conn.request("POST", f"/pub/{target}", "Content-Type: text/plain\r\n", content.encode())

@@ -46,58 +46,16 @@ def rows(results: dict) -> list:
         out.append(("parked polls", f"N={n:,}: time to park all", {lb: level(lb, "park_s") for lb in parked}, " s"))
         out.append(("parked polls", f"N={n:,}: load generator CPU while idle",
                     {lb: level(lb, "loadgen_cpu_pct") for lb in parked}, " %"))
-    unicast = results.get("unicast", {})
-    steps = []
-    for r in unicast.values():
-        for s in r.get("steps", []):
-            if s["kind"] == "fixed" and s["rate"] not in steps:
-                steps.append(s["rate"])
-    for rate in steps:
-        def step(label, key, sub=None, rate=rate):
-            s = next((x for x in unicast.get(label, {}).get("steps", []) if x["rate"] == rate and x["kind"] == "fixed"),
-                     None)
-            if s is None:
-                return None
-            return s[key][sub] if sub else s[key]
-        out.append(("unicast", f"{rate:,} msg/s: delivered/s", {lb: step(lb, "delivered_per_s") for lb in unicast}, ""))
-        for q in ("p50", "p99", "max"):
-            out.append(("unicast", f"{rate:,} msg/s: publish-to-receipt {q}",
-                        {lb: step(lb, "latency_ms", q) for lb in unicast}, " ms"))
-        out.append(("unicast", f"{rate:,} msg/s: lost (never received)",
-                    {lb: step(lb, "lost_final") for lb in unicast}, ""))
-        out.append(("unicast", f"{rate:,} msg/s: errors (publish + subscriber)",
-                    {lb: (None if step(lb, "publish_errors") is None else
-                          step(lb, "publish_errors") + step(lb, "subscriber_errors")) for lb in unicast}, ""))
-        out.append(("unicast", f"{rate:,} msg/s: publish call p50",
-                    {lb: step(lb, "publish_call_ms", "p50") for lb in unicast}, " ms"))
-        out.append(("unicast", f"{rate:,} msg/s: server CPU", {lb: step(lb, "server_cpu_pct") for lb in unicast},
-                    " %"))
-        out.append(("unicast", f"{rate:,} msg/s: load generator CPU (publisher + subscribers)",
-                    {lb: (None if step(lb, "publisher_cpu_pct") is None else
-                          round(step(lb, "publisher_cpu_pct") + step(lb, "subscriber_cpu_pct"), 1)) for lb in unicast},
-                    " %"))
-    if unicast:
-        out.append(("unicast", "highest rate with no error, no loss, p99 ≤ 200 ms",
-                    {lb: r.get("max_rate_ok") for lb, r in unicast.items()}, " msg/s"))
-        out.append(("unicast", "most delivered/s in any step (its ceiling when saturated)",
-                    {lb: max((s["delivered_per_s"] for s in r.get("steps", [])), default=None)
-                     for lb, r in unicast.items()}, ""))
-    fan = results.get("fanout", {})
-    sizes = sorted({int(n) for r in fan.values() for n in r})
-    for n in sizes:
-        def median(label, key, n=n):
-            r = fan.get(label, {}).get(str(n))
-            if not r or "rounds" not in r:
-                return None
-            return next(x for x in r["rounds"] if x["round"] == r["median_round"])[key]
-        out.append(("fan-out", f"{n:,} subscribers: publish call", {lb: median(lb, "publish_call_ms") for lb in fan},
-                    " ms"))
-        out.append(("fan-out", f"{n:,} subscribers: first subscriber has it",
-                    {lb: median(lb, "first_ms") for lb in fan}, " ms"))
-        out.append(("fan-out", f"{n:,} subscribers: last subscriber has it",
-                    {lb: median(lb, "last_ms") for lb in fan}, " ms"))
-        out.append(("fan-out", f"{n:,} subscribers: missing after the wait",
-                    {lb: median(lb, "missing") for lb in fan}, ""))
+    if results.get("floor"):
+        floor = results["floor"]
+        out.append(("framework floor", f"hello-world Flask, 2 gevent workers: requests/s ({floor['connections']} "
+                    f"connections, closed loop)", {lb: floor["requests_per_s"] for lb in results["systems"]
+                                                   if lb.startswith("hipush")}, ""))
+    out += _unicast_rows("unicast", results.get("unicast", {}))
+    out += _unicast_rows("unicast over SSE", results.get("unicast_sse", {}))
+    out += _unicast_rows("unicast via /push/batch (100 per call), over SSE", results.get("unicast_batch", {}))
+    out += _fanout_rows("fan-out", results.get("fanout", {}))
+    out += _fanout_rows("fan-out over SSE", results.get("fanout_sse", {}))
     soak = results.get("soak", {})
     if soak:
         out.append(("soak", "duration", {lb: r.get("seconds") for lb, r in soak.items()}, " s"))
@@ -116,6 +74,66 @@ def rows(results: dict) -> list:
                     {lb: r["unicast_latency_ms"]["p99"] for lb, r in soak.items()}, " ms"))
         out.append(("soak", "server RSS growth after warm-up",
                     {lb: r["rss_growth_kb"] for lb, r in soak.items()}, " KB"))
+    return out
+
+
+def _unicast_rows(section: str, unicast: dict) -> list:
+    out = []
+    steps = []
+    for r in unicast.values():
+        for s in r.get("steps", []):
+            if s["kind"] == "fixed" and s["rate"] not in steps:
+                steps.append(s["rate"])
+    for rate in steps:
+        def step(label, key, sub=None, rate=rate):
+            s = next((x for x in unicast.get(label, {}).get("steps", []) if x["rate"] == rate and x["kind"] == "fixed"),
+                     None)
+            if s is None:
+                return None
+            return s[key][sub] if sub else s[key]
+        out.append((section, f"{rate:,} msg/s: delivered/s", {lb: step(lb, "delivered_per_s") for lb in unicast}, ""))
+        for q in ("p50", "p99", "max"):
+            out.append((section, f"{rate:,} msg/s: publish-to-receipt {q}",
+                        {lb: step(lb, "latency_ms", q) for lb in unicast}, " ms"))
+        out.append((section, f"{rate:,} msg/s: lost (never received)",
+                    {lb: step(lb, "lost_final") for lb in unicast}, ""))
+        out.append((section, f"{rate:,} msg/s: errors (publish + subscriber)",
+                    {lb: (None if step(lb, "publish_errors") is None else
+                          step(lb, "publish_errors") + step(lb, "subscriber_errors")) for lb in unicast}, ""))
+        out.append((section, f"{rate:,} msg/s: publish call p50",
+                    {lb: step(lb, "publish_call_ms", "p50") for lb in unicast}, " ms"))
+        out.append((section, f"{rate:,} msg/s: server CPU", {lb: step(lb, "server_cpu_pct") for lb in unicast},
+                    " %"))
+        out.append((section, f"{rate:,} msg/s: load generator CPU (publisher + subscribers)",
+                    {lb: (None if step(lb, "publisher_cpu_pct") is None else
+                          round(step(lb, "publisher_cpu_pct") + step(lb, "subscriber_cpu_pct"), 1)) for lb in unicast},
+                    " %"))
+    if unicast:
+        out.append((section, "highest rate with no error, no loss, p99 ≤ 200 ms",
+                    {lb: r.get("max_rate_ok") for lb, r in unicast.items()}, " msg/s"))
+        out.append((section, "most delivered/s in any step (its ceiling when saturated)",
+                    {lb: max((s["delivered_per_s"] for s in r.get("steps", [])), default=None)
+                     for lb, r in unicast.items()}, ""))
+    return out
+
+
+def _fanout_rows(section: str, fan: dict) -> list:
+    out = []
+    sizes = sorted({int(n) for r in fan.values() for n in r})
+    for n in sizes:
+        def median(label, key, n=n):
+            r = fan.get(label, {}).get(str(n))
+            if not r or "rounds" not in r:
+                return None
+            return next(x for x in r["rounds"] if x["round"] == r["median_round"])[key]
+        out.append((section, f"{n:,} subscribers: publish call", {lb: median(lb, "publish_call_ms") for lb in fan},
+                    " ms"))
+        out.append((section, f"{n:,} subscribers: first subscriber has it",
+                    {lb: median(lb, "first_ms") for lb in fan}, " ms"))
+        out.append((section, f"{n:,} subscribers: last subscriber has it",
+                    {lb: median(lb, "last_ms") for lb in fan}, " ms"))
+        out.append((section, f"{n:,} subscribers: missing after the wait",
+                    {lb: median(lb, "missing") for lb in fan}, ""))
     return out
 
 
@@ -159,7 +177,7 @@ def charts(results: dict, out_dir: Path, name: str) -> list:
     except ImportError:
         return []
     made = []
-    unicast = results.get("unicast", {})
+    unicast = _series(results, {"unicast": "", "unicast_sse": " SSE", "unicast_batch": " /push/batch + SSE"})
     if unicast:
         fig, ax = plt.subplots(figsize=(8, 5))
         for label, r in unicast.items():
@@ -181,7 +199,7 @@ def charts(results: dict, out_dir: Path, name: str) -> list:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(path)
-    fan = results.get("fanout", {})
+    fan = _series(results, {"fanout": "", "fanout_sse": " SSE"})
     if fan:
         fig, ax = plt.subplots(figsize=(8, 5))
         sizes = sorted({int(n) for by_n in fan.values() for n in by_n})
@@ -209,6 +227,11 @@ def charts(results: dict, out_dir: Path, name: str) -> list:
         plt.close(fig)
         made.append(path)
     return made
+
+
+def _series(results: dict, suffixes: dict) -> dict:
+    """One chart's lines: {system label + the transport's suffix: its results} over the result keys given."""
+    return {label + suffix: r for key, suffix in suffixes.items() for label, r in results.get(key, {}).items()}
 
 
 def write(results: dict, out_dir: Path, name: str, with_charts: bool = True) -> dict:

@@ -5,6 +5,9 @@ unicast  K parked clients; one message at a time to each (round robin) at fixed 
          ramp until errors, loss or p99 > 200 ms: delivered/s, publish-to-receipt latency, loss.
 fanout   one message to a topic (hipush) / channel (Nchan) with N parked subscribers: publish call
          latency and time until the last subscriber has it.
+sse_unicast, sse_fanout   the same over SSE streams (hipush /comet/stream, Nchan EventSource).
+sse_batch  unicast published 100 messages per /push/batch call (hipush only), received over SSE.
+floor    the framework floor: hello-world Flask under the same gunicorn settings, requests/s (closed loop).
 soak     mixed load for minutes (idle polls, unicast stream, periodic fan-out, clients dropping their
          connections and coming back): errors, lost messages, memory growth.
 """
@@ -71,7 +74,7 @@ class Context:
             return
         app = self.backend.create_app()
         topics = [{"name": f"fan{n}", "from": 0, "to": n} for n in self.p["fanout_sizes"]
-                  if "fanout" in self.scenarios and n <= count]
+                  if {"fanout", "sse_fanout"} & set(self.scenarios) and n <= count]
         if "soak" in self.scenarios and self.p["soak_s"]:
             u, f = self.p["soak_unicast"], self.p["soak_fanout"]
             topics.append({"name": "soak", "from": u, "to": u + f})
@@ -182,8 +185,12 @@ def parked(ctx: Context, server) -> dict:
 
 # ------------------------------------------------------------ unicast
 
-def unicast(ctx: Context, server) -> dict:
+def unicast(ctx: Context, server, transport: str = "poll", batch: int = 1) -> dict:
+    """transport "sse": subscribers hold streams; batch > 1: published that many per call (hipush's /push/batch)."""
     k = ctx.p["unicast_clients"]
+    rates, ramp = {"poll": ("rates", "ramp"), "sse": ("sse_rates", "sse_ramp")}[transport]
+    if batch > 1:
+        rates, ramp = "batch_rates", "batch_ramp"
     server.start()
     fleet = None
     try:
@@ -192,17 +199,17 @@ def unicast(ctx: Context, server) -> dict:
         subs = ctx.subscribers(server, 0, k, prefix="u")
         targets = [s["client_id"] for s in subs] if server.kind == "hipush" else [s["channel"] for s in subs]
         fleet = agents.SubscriberFleet(server, subs, ctx.p["subscriber_procs"], ctx.run_dir,
-                                       open_rate=ctx.p["open_rate"])
+                                       open_rate=ctx.p["open_rate"], extra={"transport": transport})
         parked_now, park_s = ctx.open_and_park(fleet, server, k)
         ctx.log(f"  {server.label}: {parked_now} of {k} clients parked in {park_s}s")
-        steps = [(r, "fixed", ctx.p["step_s"]) for r in ctx.p["rates"]] + \
-                [(r, "ramp", ctx.p["ramp_step_s"]) for r in ctx.p["ramp"]]
+        steps = [(r, "fixed", ctx.p["step_s"]) for r in ctx.p[rates]] + \
+                [(r, "ramp", ctx.p["ramp_step_s"]) for r in ctx.p[ramp]]
         results, seen, seq_base = [], Receipts(), 0
         stop_reason = f"every rate kept, up to the profile's highest ({steps[-1][0]}/s)" if steps else "no steps"
         sub_errors_before = fleet.status()["errors"]
         for number, (rate, kind, duration) in enumerate(steps):
             step = _unicast_step(ctx, server, fleet, targets, f"s{number}", rate, kind, duration, seq_base, seen,
-                                 sub_errors_before)
+                                 sub_errors_before, batch)
             step["tag"] = f"s{number}"
             sub_errors_before += step["subscriber_errors"]
             seq_base += step["planned"]
@@ -217,7 +224,7 @@ def unicast(ctx: Context, server) -> dict:
             if kind == "ramp" and not step["keeps_up"]:
                 stop_reason = f"stopped at {rate}/s: {step['why_not_ok']}"
                 break
-            if kind == "fixed" and rate == max(ctx.p["rates"]) and not step["keeps_up"] and ctx.p["ramp"]:
+            if kind == "fixed" and rate == max(ctx.p[rates]) and not step["keeps_up"] and ctx.p[ramp]:
                 stop_reason = f"no ramp: already {rate}/s was beyond it ({step['why_not_ok']})"
                 break
         if any(step["lost"] for step in results):  # late arrivals count: the loss is what never arrived by now
@@ -255,9 +262,12 @@ class Receipts:
         return ((c, r) for c, r in self.by_content.items() if c.startswith(prefix))
 
 
-def _unicast_step(ctx, server, fleet, targets, tag, rate, kind, duration, seq_base, seen, sub_errors_before):
-    procs = max(1, math.ceil(rate / ctx.p["rate_per_publisher"]))
+def _unicast_step(ctx, server, fleet, targets, tag, rate, kind, duration, seq_base, seen, sub_errors_before,
+                  batch=1):
+    # a batch call costs the generator far less per message than a call per message
+    procs = max(1, math.ceil(rate / (ctx.p["rate_per_publisher"] * (4 if batch > 1 else 1))))
     config = {"rate": rate, "duration": duration, "targets": targets, "tag": tag, "seq_base": seq_base,
+              "batch": batch,
               "concurrency": ctx.p["publish_concurrency"], "max_seconds": duration + ctx.p["step_overrun_s"],
               **ctx.publisher_config(server)}
     server_cpu = procstat.CpuMeter(server.pids())
@@ -340,7 +350,7 @@ def _start_profilers(ctx, server, rate, duration) -> list:
 
 # ------------------------------------------------------------ fan-out
 
-def fanout(ctx: Context, server, n: int) -> dict:
+def fanout(ctx: Context, server, n: int, transport: str = "poll") -> dict:
     if n > server.max_parked:
         return {"n": n, "skipped": f"above {server.max_parked} parked polls per server (HIPUSH_MAX_PARKED_POLLS)"}
     if server.kind == "hipush":
@@ -353,7 +363,7 @@ def fanout(ctx: Context, server, n: int) -> dict:
         target = f"fan{n}"
         subs = ctx.subscribers(server, 0, n, channel=target)
         fleet = agents.SubscriberFleet(server, subs, 1 if n < 2000 else ctx.p["subscriber_procs"], ctx.run_dir,
-                                       open_rate=ctx.p["open_rate"])
+                                       open_rate=ctx.p["open_rate"], extra={"transport": transport})
         parked_now, park_s = ctx.open_and_park(fleet, server, n)
         rounds, seen = [], Receipts()
         for number in range(ctx.p["fanout_rounds"]):
@@ -396,6 +406,31 @@ def fanout(ctx: Context, server, n: int) -> dict:
     finally:
         if fleet:
             fleet.stop()
+        server.stop()
+
+
+# ------------------------------------------------------------ the framework floor
+
+def floor(ctx: Context, server) -> dict:
+    """Requests/s of hello-world Flask under gunicorn: `floor_connections` keep-alive connections over the
+    subscriber processes, each asking again as soon as answered, for `floor_s` seconds (what `wrk -c` does)."""
+    server.start()
+    try:
+        procs, connections = ctx.p["subscriber_procs"], ctx.p["floor_connections"]
+        server_cpu = procstat.CpuMeter(server.pids())
+        runs = agents.run_hammers(server, {"path": "/", "duration": ctx.p["floor_s"]}, procs, connections,
+                                  ctx.run_dir)
+        seconds = max(r["seconds"] for r in runs)
+        result = {"requests_per_s": round(sum(r["answers"] for r in runs) / seconds, 1),
+                  "connections": connections, "procs": procs, "seconds": round(seconds, 1),
+                  "server_cpu_pct": server_cpu.percent(),
+                  "loadgen_cpu_pct": round(100 * sum(r["cpu_s"] for r in runs) / seconds, 1),
+                  "errors": sum(r["errors"] for r in runs),
+                  "error_samples": [e for r in runs for e in r["error_samples"]][:10]}
+        ctx.log(f"  {server.label}: {result['requests_per_s']} requests/s over {connections} connections "
+                f"(server CPU {result['server_cpu_pct']}%, load generator CPU {result['loadgen_cpu_pct']}%)")
+        return result
+    finally:
         server.stop()
 
 

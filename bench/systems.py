@@ -6,7 +6,9 @@
 - hipush-2w-cluster: the same hipush and database on a Redis Cluster of its own (bench/cluster.py: 3 masters,
   3 replicas from Debian's redis-server, temporary directory), flushed at every start.
 - Nchan: nginx with a generated config in the run's temporary directory: `worker_processes 2`, long-poll
-  subscribers at `/sub/<channel>`, publishers at `/pub/<channel>`, `/nchan_status` for its own counts.
+  and EventSource subscribers at `/sub/<channel>`, publishers at `/pub/<channel>`, `/nchan_status` for its
+  own counts.
+- the framework floor: bench/floor_app.py (hello-world Flask) under gunicorn with hipush's worker settings.
 """
 import json
 import os
@@ -115,6 +117,40 @@ class HipushServer:
         stop_process(self.process, signal.SIGTERM, 40)
 
 
+class FloorServer:
+    """Hello-world Flask under gunicorn's gevent workers, set as gunicorn.conf.py sets hipush's."""
+    kind = "floor"
+
+    def __init__(self, workers: int, run_dir: Path):
+        self.label, self.workers = f"floor-{workers}w", workers
+        self.host, self.port = "127.0.0.1", free_port()
+        self.log_path = run_dir / f"floor-{self.port}.log"
+        self.process = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(GUNICORN), "-c", "/dev/null",  # not hipush's gunicorn.conf.py (which the cwd would load)
+             "-k", "gevent", "-w", str(self.workers), "--worker-connections", "10000",
+             "--keep-alive", "2", "--timeout", "30", "--error-logfile", "-", "-b", f"{self.host}:{self.port}",
+             "bench.floor_app:app"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(lambda: self._answers(), 60, f"the floor app on port {self.port} (log {self.log_path})")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return http_get(f"http://{self.host}:{self.port}/")[0] == 200
+        except OSError:
+            return False
+
+    def pids(self) -> list:
+        return [self.process.pid, *procstat.children(self.process.pid)] if self.process else []
+
+    def stop(self) -> None:
+        stop_process(self.process, signal.SIGTERM, 30)
+
+
 class NchanServer:
     kind = "nchan"
     CONFIG = """\
@@ -144,7 +180,7 @@ http {{
       nchan_message_timeout 10m;
     }}
     location ~ ^/sub/([A-Za-z0-9_.:@-]+)$ {{
-      nchan_subscriber longpoll;
+      nchan_subscriber longpoll eventsource;
       nchan_channel_id $1;
       nchan_subscriber_timeout {poll_timeout}s;
     }}

@@ -12,7 +12,7 @@ def create_app(config=None):
 
     from . import config as config_module
     from .services import Services
-    from .views import admin, comet, docs, errors, ops, rest, sdk, web
+    from .views import admin, comet, console, docs, errors, landing, ops, rest, sdk, web
     from .views.corking import CorkedAnswers
 
     config = config or config_module.load()
@@ -28,8 +28,11 @@ def create_app(config=None):
     app.register_blueprint(docs.bp)
     app.register_blueprint(ops.bp)
     ops.init_app(app)  # first: its timing starts before any other hook can refuse the request
+    app.register_blueprint(landing.bp)
+    if "admin" in config.roles:
+        console.init_app(app, config.secret_key)
     errors.init_app(app)
-    app.wsgi_app = CorkedAnswers(app.wsgi_app)
+    app.wsgi_app = CorkedAnswers(app.wsgi_app, streamed_paths=comet.STREAMED_PATHS)
     if config.background:
         services.start_background()
     return app

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from hipush_client.protocol import MAX_POLL_TIMEOUT
 
 ROLES = ("web", "admin", "comet")
+MIN_PASSWORD = 8  # of a console operator's password
 
 
 class ConfigError(ValueError):
@@ -63,6 +64,7 @@ class Limits:
     content_bytes: int = 4096
     query_string_bytes: int = 16 * 1024
     body_bytes: int = 64 * 1024
+    batch_body_bytes: int = 4 * 1024 * 1024  # POST /push/batch: 1,000 entries of up to 4,096-byte messages
     terminal_ids: int = 1000
     subscribe_clients: int = 100
     queue_length: int = 1000
@@ -104,6 +106,8 @@ class Config:
     poll_timeout_default: int = 30
     poll_timeout_max: int = MAX_POLL_TIMEOUT
     presence_grace: int = 30
+    stream_heartbeat: float = 25.0  # seconds between the comment lines of an idle SSE stream
+    stream_max_age: float = 300.0  # seconds an SSE stream lasts; its client reconnects (token and node re-checked)
     default_expires: int = 86400
     max_expires: int = 10 * 86400
     token_lifetime: int = 7 * 86400
@@ -122,6 +126,7 @@ class Config:
     redis_wait_replicas: int = 0  # replicas of each master written that must have a publish before it answers
     redis_wait_timeout: int = 1000  # ms that WAIT gives them; a push they miss is queued again after send_lease
     metrics_token: str = field(default="", repr=False)  # set: GET /metrics needs "Authorization: Bearer <it>"
+    console_password: str = field(default="", repr=False)  # set: the console's operator `admin` has it
 
     @property
     def embedded_redis(self) -> bool:
@@ -210,6 +215,13 @@ def _node_timing(env) -> dict:
     return {"node_heartbeat": heartbeat, "node_ttl": ttl}
 
 
+def _console_password(env) -> str:
+    password = env.get("HIPUSH_CONSOLE_PASSWORD", "")
+    if password and len(password) < MIN_PASSWORD:
+        raise ConfigError(f"HIPUSH_CONSOLE_PASSWORD must have at least {MIN_PASSWORD} characters")
+    return password
+
+
 def load(environ=None, **overrides) -> Config:
     env = dict(os.environ if environ is None else environ)
     _load_dotenv(Path(env.get("HIPUSH_ENV_FILE", ".env")), env)
@@ -242,6 +254,9 @@ def load(environ=None, **overrides) -> Config:
         routes=_route_settings(env),
         poll_timeout_default=_int(env, "HIPUSH_POLL_TIMEOUT", 30, 1, MAX_POLL_TIMEOUT),
         presence_grace=_int(env, "HIPUSH_PRESENCE_GRACE", 30, 1, 3600),
+        # at most 60: a stream's wait must end well within the blocking connections' socket timeout
+        stream_heartbeat=_number(env, "HIPUSH_STREAM_HEARTBEAT", 25.0, 0.1, 60),
+        stream_max_age=_number(env, "HIPUSH_STREAM_MAX_AGE", 300.0, 1, 86400),
         max_parked_polls=_int(env, "HIPUSH_MAX_PARKED_POLLS", 9000, 1, 100000),
         publish_rate=_int(env, "HIPUSH_PUBLISH_RATE", 1000, 0, 10**9),
         subscribe_rate=_int(env, "HIPUSH_SUBSCRIBE_RATE", 1000, 0, 10**9),
@@ -254,6 +269,7 @@ def load(environ=None, **overrides) -> Config:
         redis_wait_replicas=_int(env, "HIPUSH_REDIS_WAIT_REPLICAS", 0, 0, 16),
         redis_wait_timeout=_int(env, "HIPUSH_REDIS_WAIT_TIMEOUT_MS", 1000, 1, 60000),
         metrics_token=env.get("HIPUSH_METRICS_TOKEN", ""),
+        console_password=_console_password(env),
     )
     values.update(overrides)
     return Config(**values)

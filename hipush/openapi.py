@@ -158,6 +158,12 @@ PARAMS = {
     "range_end": Param({"type": "string"}, "only pushes sent until then (the formats of push_time)",
                        "2030-01-01 00:00:00"),
 }
+PARAMS["messages"] = Param(
+    {"type": "array", "minItems": 1, "maxItems": L.MAX_BATCH,
+     "items": obj(optional=L.BATCH_FIELDS[2:], terminal_ids=PARAMS["terminal_ids"].schema,
+                  **{name: PARAMS[name].schema for name in L.BATCH_FIELDS})},
+    "the pushes, each the fields of /push/terminal but push_time and idempotency_key (an error names its index)",
+    [{"terminal_ids": "0c1d2e3f40516273849a5b6c7d8e9f00", "msg_type": 0, "msg": "hello"}])
 # parameters taken by every call of a kind
 SIGNED = "app_key ?sign_method ?timestamp ?nonce"
 TOPIC_SIGNED = "?app_key ?appkey ?sign_method ?timestamp ?nonce"  # app_key or the seed's appkey
@@ -264,6 +270,11 @@ CALLS = {
                     media="application/json"),
     "/metrics": Call("This node's Prometheus metrics, all workers in one view (README, Health and metrics)", "GET",
                      "metrics token", "", {"type": "string"}, "auth", media="text/plain"),
+    "/comet/stream": Call("The client's messages as server-sent events (id: the delivery id, data: the message as a "
+                          "poll shows it); acknowledge with /comet/ack", "GET", "client token", "client_id",
+                          {"type": "string"}, "auth", media="text/event-stream"),
+    "/comet/ack": Call("Acknowledge a stream's messages up to and including `ack` (cumulative)", "POST",
+                       "client token", "client_id ack", OK_TEXT, "auth"),
     # admin node: the legacy API for app backends (SPEC §3), signed
     "/job/genId": Call("Create a job, which counts what its messages do", "GET POST", "signature",
                        f"{SIGNED} name type", obj(job_id=ID), "auth"),
@@ -292,6 +303,9 @@ CALLS = {
     # admin node: the REST API (SPEC §4)
     "/push/terminal": Call("Push to clients by id", "POST", "app", f"{REST_SIGNED} terminal_ids {PUSH}",
                            {"msg_id": ID}, "auth not_found rate"),
+    "/push/batch": Call("Push up to 1,000 messages to clients by id in one call: ids answered in entry order; an "
+                        "invalid entry refuses the whole batch", "POST", "app", f"{REST_SIGNED} messages",
+                        {"msg_ids": {"type": "array", "items": ID}}, "auth not_found rate"),
     "/push/all": Call("Push to every client of the app", "POST", "app", f"{REST_SIGNED} {PUSH}",
                       {"msg_id": ID}, "auth not_found rate"),
     "/push/tags": Call("Push to the union of tags", "POST", "app", f"{REST_SIGNED} tags {PUSH}",

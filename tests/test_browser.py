@@ -1,7 +1,7 @@
 """The browser SDK (/sdk/hipush.js) and the demo page (/demo) in Debian's chromium, driven by Playwright.
 
 Everything runs against real gunicorn servers. Chromium is /usr/bin/chromium from Debian (`make test`
-installs it); Playwright never downloads a browser of its own.
+installs it); Playwright never downloads a browser of its own (the `browser` fixture is in conftest.py).
 """
 import hashlib
 import json

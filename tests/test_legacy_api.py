@@ -1053,7 +1053,8 @@ def test_options_is_not_allowed(api):
 
 
 @pytest.mark.parametrize("path", ["/nope", "/user/genid", "/user", "/publish", "/user/genId/x", "/comet",
-                                  "/job/genId/", "/"])
+                                  "/job/genId/"])
 def test_unknown_paths_are_not_found(api, path):
+    """("/" is the landing page: tests/test_console.py)"""
     assert_error(api, NOT_FOUND, path, {})
     assert_error(api, NOT_FOUND, path, {}, method="POST")

@@ -97,9 +97,11 @@ def test_the_kit_installs_without_the_server(kit_venv):
     assert hipush(kit_venv, "--help").returncode == 0
 
 
-def test_subscribe_prints_what_publish_sends_and_acknowledges_it(server, api, app_, kit_venv):
+@pytest.mark.parametrize("transport", ["poll", "sse"])
+def test_subscribe_prints_what_publish_sends_and_acknowledges_it(server, api, app_, kit_venv, transport):
     client_id = client_id_of(api, app_, "kit-phone")
-    subscriber = Subscriber(kit_venv, server, app_, "--device-id", "kit-phone", "--poll-timeout", "2")
+    subscriber = Subscriber(kit_venv, server, app_, "--device-id", "kit-phone", "--poll-timeout", "2",
+                            "--transport", transport)
     try:
         credentials = ["--server", server.base, "--app-key", app_["app_key"], "--app-secret", app_["app_secret"]]
         sent = [hipush(kit_venv, "publish", *credentials, "--client", client_id, "hello from the kit"),

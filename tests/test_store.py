@@ -116,7 +116,8 @@ def test_schema_creation_is_safe_when_processes_start_together(test_config, tmp_
 
 # what each schema step added, undone to make a database of the version before it
 _UNDO = {3: ["DROP INDEX ix_push_topics_push"],
-         4: [f"ALTER TABLE {table} DROP COLUMN clicked" for table in ("jobs", "pushes")]}
+         4: [f"ALTER TABLE {table} DROP COLUMN clicked" for table in ("jobs", "pushes")],
+         5: ["DROP TABLE audit_log", "DROP TABLE operators"]}
 
 
 def _database_of_version(path, version: int, *statements):
@@ -151,7 +152,7 @@ def test_a_version_3_database_gets_the_clicked_counters(tmp_path):
     """Schema 4 adds `clicked` to jobs and pushes; the rows there keep their counts and click from 0."""
     engine = _database_of_version(tmp_path / "v3.db", 3,
                                   "INSERT INTO jobs (app_id, name, type, created_at, sent) VALUES (1, 'j', 't', 0, 5)")
-    assert _upgraded_version(engine) == db.SCHEMA_VERSION == 4
+    assert _upgraded_version(engine) == db.SCHEMA_VERSION == 5
     assert "clicked" in {column["name"] for column in sa.inspect(engine).get_columns("pushes")}
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT sent, clicked FROM jobs")).one() == (5, 0)

@@ -20,6 +20,7 @@ from ..storage.runs import RunMarks
 from ..storage.store import Store
 from . import scheduler
 from .apps import Apps
+from .audit import Audit
 from .broadcasts import BroadcastsInFlight
 from .clicks import Clicks
 from .clients import META_TTL, Clients
@@ -28,7 +29,9 @@ from .guards import Idempotency, RateLimiter
 from .health import Readiness
 from .jobs import Jobs
 from .nodes import Nodes
+from .operators import Operators
 from .publish import Publisher
+from .reports import Reports
 from .retention import CHECK_SECONDS as RETENTION_CHECK_SECONDS, Retention
 from .routes import Routes
 from .stats import Stats
@@ -68,7 +71,8 @@ class Services:
         self.clicks = Clicks(self.store, ClickMarks(pools), self.stats, config.retention_days)
         self.topics = Topics(self.store)
         self.targets = Targets(self.store, geo)
-        self.terminals = Terminals(self.store, self.queues, self.stats, self.clients, self.targets, META_TTL)
+        self.terminals = Terminals(self.store, self.queues, self.stats, self.clients, self.targets, META_TTL,
+                                   config.presence_grace)
         self.routes = Routes(DeliveryQueue(pools), self.stats, config.routes)
         answer_hold = AnswerHold()
         self.publisher = Publisher(self.store, pools, self.queues, self.stats, self.targets, self.routes, answer_hold,
@@ -78,6 +82,9 @@ class Services:
         self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
         self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl, metrics.node_figures)
         self.readiness = Readiness(pools, self.store, lambda: self.stopping)
+        self.audit = Audit(self.store)
+        self.operators = Operators(self.store, self.audit)
+        self.reports = Reports(self.store, self.stats)
         self.scheduler = None
         self.stopping = False
 

@@ -48,6 +48,7 @@ class Clients:
     def revoke(self, app: dict, client_id: str) -> None:
         client = self.get(app["id"], client_id)
         self.meta.cache(client_id, client["app_id"], self.store.bump_token_epoch(client_id))
+        self.queue_ops.wake(client_id)  # a stream of the revoked token ends now, not at its max age
 
     def set_location(self, app_id: int, client_id: str, lat, lng) -> None:
         """lat and lng None: the client has no known location any more."""

@@ -136,6 +136,16 @@ class Publisher:
             after_answer(work)
         return push
 
+    def publish_batch(self, app: dict, sends: list) -> None:
+        """Pushes sent now to named clients (POST /push/batch): sends are (message, target, online_only,
+        expires_in), recorded in one SQL transaction and queued in one Redis round trip per slot, behind the
+        app's broadcasts. All or nothing: a client deleted since Targets.check leaves every push unrecorded."""
+        batch = [(self._new_push(app, message, target, online, STATUS_SENDING, None, expires_in), message,
+                  target["ids"])
+                 for message, target, online, expires_in in sends]
+        self.in_flight.wait_none(app["id"])
+        self._record_and_queue(batch, whole=True)
+
     def _send_to_clients(self, batch: list) -> list:
         """A batch of (push, message, client ids): one SQL transaction, one Redis round trip. A push of an app
         with a broadcast being queued is left out (BEHIND_A_BROADCAST): its caller waits, then tries again."""
@@ -145,10 +155,14 @@ class Publisher:
             self._record_and_queue(sends)
         return [BEHIND_A_BROADCAST if push["app_id"] in busy else None for push, _, _ in batch]
 
-    def _record_and_queue(self, sends: list) -> None:
+    def _record_and_queue(self, sends: list, whole: bool = False) -> None:
         """Commits the pushes (the truth: from here on each call answers OK), then queues them in one round
-        trip and marks sent those wholly queued; the others stay sending, for `retry_stale`."""
-        rows_of = self.store.record_sends(sends)
+        trip and marks sent those wholly queued; the others stay sending, for `retry_stale`. whole: a push that
+        could not be recorded (its rows None) refuses them all (404, nothing recorded)."""
+        rows_of = self.store.record_sends(sends, whole)
+        if whole and None in rows_of:
+            self.targets.forget(sends[0][0]["app_id"], [c for _, _, ids in sends for c in ids])
+            raise not_found(f"no such terminal (messages[{rows_of.index(None)}])")
         pages = []
         for (push, message, _), rows in zip(sends, rows_of):
             if rows is not None:  # else not recorded (Store.record_sends)

@@ -68,6 +68,10 @@ class Stats:
             result[name] += value
         return result
 
+    def arrivals(self, job_id: int) -> dict:
+        """{unix minute: the job's messages that arrived in it}, kept a week after the last."""
+        return self.counters.arrivals(job_id)
+
     def flush(self, batch: int = 1000, seconds: float = 0.5) -> int:
         """Moves unflushed counts to SQL, a transaction per batch, until none are left or `seconds` have passed
         (what is left waits for the next run); one flusher at a time across all workers and nodes. First sends

@@ -5,14 +5,17 @@ A client registers itself with /user/genId, which never changes one registered b
 row and tag subscriptions, its tokens, its queues and parked poll, its place in the geo index. What it
 had been sent and never acknowledged is counted expired, so that a push's counts still add up.
 """
-from ..errors import not_found
+from .. import identity
+from ..errors import ApiError, not_found
+from ..storage.db import now_ms
 
 LOCATION = ("lat", "lng")
 
 
 class Terminals:
-    def __init__(self, store, queue_ops, stats, clients, targets, tombstone_ttl: int):
+    def __init__(self, store, queue_ops, stats, clients, targets, tombstone_ttl: int, presence_grace: int):
         self.store = store
+        self.presence_grace_ms = presence_grace * 1000
         self.queue_ops = queue_ops
         self.stats = stats
         self.clients = clients
@@ -22,6 +25,21 @@ class Terminals:
     def get(self, app: dict, client_id: str) -> dict:
         """The client's row with its live state, else 404 / 1026 (another app's client too)."""
         return self._with_state([self.clients.get(app["id"], client_id)])[0]
+
+    def find(self, app: dict, client_or_device_id: str) -> dict:
+        """get() of the app's client with this client id, else of the one this device registered as, with
+        "polling" (a poll is in progress) and "last_poll_ms" (when its last poll ended, as its presence tells:
+        None once that is over the presence grace ago)."""
+        try:
+            terminal = self.get(app, client_or_device_id)
+        except ApiError:
+            terminal = self.get(app, identity.client_id_for(self.clients.secret_key, app["app_key"],
+                                                            client_or_device_id))
+        polling, presence_left = self.queue_ops.presence(terminal["client_id"])
+        ended = None
+        if not polling and presence_left is not None:
+            ended = now_ms() - (self.presence_grace_ms - presence_left)
+        return {**terminal, "polling": polling, "last_poll_ms": ended}
 
     def page(self, app: dict, start: int, limit: int, topic_id=None, org=None, terminal_type=None):
         """(total, rows with live state) of the app's clients, optionally only a tag's, an org's or a type's."""

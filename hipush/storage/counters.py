@@ -16,6 +16,7 @@ import zlib
 from . import keys
 
 COUNTER_FIELDS = ("sent", "arrived", "expired", "failed", "clicked")
+ARRIVALS_KEPT_MS = 7 * 86400 * 1000  # a job's arrivals per minute are kept a week after its last arrival
 # A flush works 0.5 s at most (Stats.flush); a worker killed while holding the lock holds every node's flushes
 # back until it expires. Two flushers at once would still count each row once (claims carry their token).
 FLUSH_LOCK_SECONDS = 10
@@ -159,9 +160,17 @@ class CounterStore:
         return claimed
 
     def mark_applied(self, claimed) -> None:
+        """Marks the claims applied, and adds the jobs' arrivals to their per-minute counts (the flush's minute,
+        a second or so after the acks): in the flush, not on the poll path, and in the same round trip as the
+        marks, so a claim applied again after a failed mark is not counted twice."""
         pipe = self.pools.pipeline()
-        for kind, row_id, token, _ in claimed:
+        minute = int(time.time() // 60)
+        for kind, row_id, token, deltas in claimed:
             pipe.script(self._mark_applied, [keys.counter_keys(kind, row_id)[1]], [token, 3600])
+            if kind == "job" and deltas.get("arrived"):
+                arrivals = keys.job_arrivals(row_id)
+                pipe.hincrby(arrivals, minute, deltas["arrived"])
+                pipe.pexpire(arrivals, ARRIVALS_KEPT_MS)
         pipe.execute()
 
     def unflushed(self, kind: str, row_ids) -> set:
@@ -171,6 +180,10 @@ class CounterStore:
         for row_id in row_ids:
             pipe.script(self._unflushed, keys.counter_keys(kind, row_id), [])
         return {row_id for row_id, flag in zip(row_ids, pipe.execute() if row_ids else []) if flag}
+
+    def arrivals(self, job_id) -> dict:
+        """{unix minute: messages of the job that arrived in it} (for a week after the last)."""
+        return {int(minute): int(n) for minute, n in self.commands.hgetall(keys.job_arrivals(job_id)).items()}
 
     def read(self, kind, row_id):
         """(pending_token, pending_counts, live_counts) read atomically."""

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger("hipush.db")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 Counter = sa.BigInteger
 
@@ -153,6 +153,28 @@ subscriptions = sa.Table(
     **_table_args,
 )
 
+# Who may use the operator console (/console): a name and a salted password hash (werkzeug's scrypt).
+operators = sa.Table(
+    "operators", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    **_table_args,
+)
+
+# Every change made through the console or to an operator: who, when, what.
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False),  # unix ms
+    sa.Column("operator", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    **_table_args,
+)
+
 COUNTER_TABLES = {"job": jobs, "push": pushes}
 
 
@@ -210,6 +232,7 @@ _UPGRADES = {
     2: ["ALTER TABLE apps ADD COLUMN jsonp BOOLEAN NOT NULL DEFAULT 1"],
     3: ["CREATE INDEX ix_push_topics_push ON push_topics (push_id)"],
     4: [f"ALTER TABLE {table} ADD COLUMN clicked BIGINT NOT NULL DEFAULT 0" for table in ("jobs", "pushes")],
+    5: [],  # the operators and audit_log tables
 }
 
 

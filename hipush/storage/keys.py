@@ -37,7 +37,8 @@ def _client(client_id: str, part: str) -> str:
 
 
 def client_keys(client_id: str) -> dict:
-    return {part: _client(client_id, part) for part in ("queue", "inflight", "missed", "poller", "online")}
+    """wake: a list an acknowledgement pushes to, waking the client's stream when its window was full."""
+    return {part: _client(client_id, part) for part in ("queue", "inflight", "missed", "poller", "online", "wake")}
 
 
 def client_meta(client_id: str) -> str:
@@ -59,6 +60,11 @@ def counter_keys(kind: str, row_id) -> tuple:
 def clicked(push_id, client_id: str) -> str:
     """Set by a client's first click on a delivery (storage/clicks.py): later clicks of it count nothing."""
     return f"{PREFIX}:click:{push_id}:{client_id}"
+
+
+def job_arrivals(job_id) -> str:
+    """Hash: unix minute -> messages of the job that arrived in it (the console's chart); in the job's counter slot."""
+    return f"{PREFIX}:{{cnt:job:{job_id}}}:arrivals"
 
 
 def geo(app_id) -> str:

@@ -1,7 +1,7 @@
 """A client's message queue with an acknowledgement cursor.
 
 Each client has two Redis lists: `queue` (published, not yet handed out) and
-`inflight` (handed to a poll, not yet acknowledged). Messages only ever move
+`inflight` (handed to a poll or a stream, not yet acknowledged). Messages only ever move
 between them inside Redis (a Lua script or BLMOVE), so a message popped for a
 poll whose client vanished is still in `inflight` and is handed out again on
 the next poll. `ack=ID` drops `inflight` up to and including ID.
@@ -10,6 +10,11 @@ An entry is "delivery_id|job_id|expires_ms|json", the JSON being the message
 exactly as the poll answer shows it. Scripts hand back only "delivery_id|job_id"
 headers of what they acked, expired or dropped, for the counters (and, of what a
 poll acked, when it was queued: the JSON's last field "ts", for the metrics).
+
+A stream (SSE) is a poll that goes on after handing messages out: it remembers the id of the last entry
+it sent (its cursor) and each of its steps hands out only the `inflight` entries after that one, plus what
+it moves there from `queue`. At most `window` entries are in flight; a full window waits on the `wake`
+list, which an acknowledgement (POST /comet/ack) pushes to.
 
 A deleted client leaves a tombstone in its cached meta (token epoch DELETED_EPOCH): no token of it is
 accepted, and nothing is queued for it, even by a publish that read its row before it was deleted.
@@ -60,12 +65,16 @@ local function end_if_taken(entries, poller, online, grace_ms)
 end
 """
 
-# KEYS queue inflight missed poller online meta; ARGV me ack now limit online_ms grace_ms epoch.
-# With an epoch, the client's cached token epoch is checked first (the revocation check rides along):
-# a missing cache entry or another epoch answers {'missing'} / {'revoked'} and changes nothing.
-_BEGIN_POLL = _HELPERS + _END_IF_TAKEN + """
+_QUEUED_AT = """
 -- the unix ms a message was queued at: its JSON ends with "ts" (Publisher._body_and_entry); 0 if not found
 local function queued_at(e) return tonumber(string.match(string.sub(e, -24), '"ts":(%d+)}$') or '0') end
+"""
+
+# KEYS queue inflight missed poller online meta; ARGV me ack now limit online_ms grace_ms epoch keep.
+# keep '1' (a stream): the poll stays the client's after handing messages out. With an epoch, the client's cached
+# token epoch is checked first (the revocation check rides along):
+# a missing cache entry or another epoch answers {'missing'} / {'revoked'} and changes nothing.
+_BEGIN_POLL = _HELPERS + _END_IF_TAKEN + _QUEUED_AT + """
 local app_id = ''
 if ARGV[7] ~= '' then
   local meta = redis.call('HMGET', KEYS[6], 'app_id', 'epoch')
@@ -89,7 +98,7 @@ if ARGV[2] ~= '' then
 end
 local expired = {}
 local entries, missed = take(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]), expired)
-end_if_taken(entries, KEYS[4], KEYS[5], ARGV[6])
+if ARGV[8] ~= '1' then end_if_taken(entries, KEYS[4], KEYS[5], ARGV[6]) end
 return {'ok', app_id, previous, acked, expired, entries, missed, acked_at}
 """
 
@@ -107,6 +116,68 @@ if #entries > 0 or #expired == 0 then
   return {current, expired, entries, missed, 1}
 end
 return {current, expired, entries, missed, 0}
+"""
+
+# KEYS queue inflight missed poller online meta wake; ARGV me now window online_ms cursor epoch. A stream's step
+# after a wait: {'replaced', current poller} when another poll or stream is the client's, {'revoked', ''} when
+# the token's epoch is no longer the client's; else the entries after the cursor (the expired ones dropped)
+# and as many moved from the queue as the window allows, with how many are in flight then.
+_STREAM_TAKE = _HELPERS + """
+local current = redis.call('GET', KEYS[4]) or ''
+if current ~= ARGV[1] then return {'replaced', current} end
+local epoch = redis.call('HGET', KEYS[6], 'epoch')
+if epoch and epoch ~= ARGV[6] then return {'revoked', ''} end
+redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[4])
+redis.call('DEL', KEYS[7])
+local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local f = redis.call('LRANGE', KEYS[2], 0, -1)
+local start = 1
+if ARGV[5] ~= '' then
+  for i, e in ipairs(f) do
+    if string.sub(e, 1, #ARGV[5] + 1) == ARGV[5] .. '|' then start = i + 1; break end
+  end
+end
+local keep, fresh, popped, expired = {}, {}, {}, {}
+for i = 1, start - 1 do keep[#keep + 1] = f[i] end
+for i = start, #f do
+  if expires(f[i]) < now then expired[#expired + 1] = header(f[i])
+  else keep[#keep + 1] = f[i]; fresh[#fresh + 1] = f[i] end
+end
+if #keep < #f then
+  redis.call('DEL', KEYS[2])
+  if #keep > 0 then redis.call('RPUSH', KEYS[2], unpack(keep)) end
+end
+while #keep + #popped < window do
+  local e = redis.call('LPOP', KEYS[1])
+  if not e then break end
+  if expires(e) < now then expired[#expired + 1] = header(e)
+  else popped[#popped + 1] = e; fresh[#fresh + 1] = e end
+end
+if #popped > 0 then redis.call('RPUSH', KEYS[2], unpack(popped)) end
+return {'ok', current, expired, fresh, tonumber(redis.call('GETDEL', KEYS[3]) or '0'), #keep + #popped}
+"""
+
+# KEYS inflight meta wake; ARGV ack epoch window. An acknowledgement on its own (a stream's client): the token's
+# epoch checked as a poll's, then `inflight` dropped up to and including `ack`; a full window wakes its stream.
+_ACK = _QUEUED_AT + """
+local meta = redis.call('HMGET', KEYS[2], 'app_id', 'epoch')
+if not meta[1] then return {'missing'} end
+if meta[2] ~= ARGV[2] then return {'revoked'} end
+local f = redis.call('LRANGE', KEYS[1], 0, -1)
+local acked, acked_at = {}, {}
+for i, e in ipairs(f) do
+  if string.sub(e, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
+    for j = 1, i do acked[j] = string.match(f[j], '^[^|]*|[^|]*'); acked_at[j] = queued_at(f[j]) end
+    redis.call('LTRIM', KEYS[1], i, -1)
+    if #f >= tonumber(ARGV[3]) then
+      redis.call('RPUSH', KEYS[3], '1')
+      redis.call('PEXPIRE', KEYS[3], 60000)
+    end
+    break
+  end
+end
+return {'ok', meta[1], acked, acked_at}
 """
 
 # KEYS poller online; ARGV me grace_ms
@@ -176,6 +247,10 @@ def message_json(raw_entry: bytes) -> str:
     return raw_entry.decode("utf-8").split("|", 3)[3]
 
 
+def delivery_id(raw_entry: bytes) -> str:
+    return raw_entry.split(b"|", 1)[0].decode()
+
+
 @dataclass
 class PollStep:
     """What one step of a poll found: messages to hand out, and headers to count."""
@@ -187,9 +262,10 @@ class PollStep:
     poller: str = ""  # begin: the poll this one replaced; take: the current poll
     auth: str = "ok"  # begin with an epoch: "ok", "missing" (no cached epoch) or "revoked"
     app_id: int = None  # begin with an epoch: the client's app
-    ended: bool = False  # take: the step ended the poll
+    ended: bool = False  # take: the step ended the poll (a stream's: another one replaced it, or it was revoked)
     moved: bool = False  # take: its wait moved a message into inflight
-    acked_at: list = field(default_factory=list)  # begin: unix ms each acked message was queued at (0: unknown)
+    acked_at: list = field(default_factory=list)  # begin, ack: unix ms each acked message was queued at (0: unknown)
+    in_flight: int = 0  # a stream's take: entries in flight after it
 
 
 class Queues:
@@ -201,6 +277,8 @@ class Queues:
         self._begin = pools.register_script(_BEGIN_POLL)
         self._take = pools.register_script(_TAKE_IF_CURRENT)
         self._end = pools.register_script(_END_POLL)
+        self._stream_take = pools.register_script(_STREAM_TAKE)
+        self._ack = pools.register_script(_ACK)
         self._enqueue = pools.register_script(_ENQUEUE)
         self._remove = pools.register_script(_REMOVE)
         self._revive = pools.register_script(_REVIVE)
@@ -273,13 +351,32 @@ class Queues:
         replies = pipe.execute()
         return [(bool(replies[i]), replies[i + 1], replies[i + 2]) for i in range(0, len(replies), 3)]
 
-    def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms, epoch=None) -> PollStep:
-        """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones).
-        With `epoch`, first checks it against the client's cached token epoch (step.auth)."""
+    def wake(self, client_id) -> None:
+        """Wakes the client's parked poll or stream, if it has one (to see that its token was revoked)."""
+        poller = self.pools.commands.get(keys.client_keys(client_id)["poller"])
+        if poller:
+            self.unblock(poller.decode())
+
+    def presence(self, client_id) -> tuple:
+        """(whether a poll of the client is in progress, ms its presence has left or None): every poll sets
+        the presence to last its timeout plus the grace, and to the grace alone when it ends."""
+        k = keys.client_keys(client_id)
+        pipe = self.pools.commands.pipeline(transaction=False)
+        pipe.exists(k["poller"])
+        pipe.pttl(k["online"])
+        polling, left = pipe.execute()
+        return bool(polling), left if left > 0 else None
+
+    def begin_poll(self, conn, client_id, me, ack, now_ms, limit, online_ms, grace_ms, epoch=None,
+                   keep=False) -> PollStep:
+        """Acks, then takes what waits; a poll that found messages has ended (end_poll is for empty ones),
+        unless `keep` (a stream's first step). With `epoch`, first checks it against the client's cached token
+        epoch (step.auth)."""
         k = keys.client_keys(client_id)
         reply = self._begin(
             keys=[k["queue"], k["inflight"], k["missed"], k["poller"], k["online"], keys.client_meta(client_id)],
-            args=[me, ack or "", now_ms, limit, online_ms, grace_ms, "" if epoch is None else epoch], client=conn)
+            args=[me, ack or "", now_ms, limit, online_ms, grace_ms, "" if epoch is None else epoch, int(keep)],
+            client=conn)
         if reply[0] != b"ok":
             return PollStep(auth=reply[0].decode())
         _, app_id, previous, acked, expired, entries, missed, acked_at = reply
@@ -291,21 +388,52 @@ class Queues:
         wait moves the first message into inflight atomically, the take hands it out with any that followed.
         `before`: commands sent ahead of the wait (their replies are dropped; on a cluster, on their own)."""
         k = keys.client_keys(client_id)
-        take_keys = [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]]
-        take_args = [me, now_ms, limit, grace_ms]
-        replies = conn.execute_commands([
-            *conn.riders(before), ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT", timeout),
-            self._take.command(take_keys, take_args)], raise_on_error=False)
+        wait = ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT", timeout)
+        moved, reply = self._wait_then(conn, wait, self._take, [k["queue"], k["inflight"], k["missed"], k["poller"],
+                                                                k["online"]], [me, now_ms, limit, grace_ms], before)
+        current, expired, entries, missed, ended = reply
+        return PollStep(entries, [], expired, missed, current.decode(), ended=bool(ended), moved=moved is not None)
+
+    def wait_and_stream(self, conn, client_id, me, timeout: float, now_ms, window, online_ms, cursor, epoch,
+                        before=(), full=False) -> PollStep:
+        """A stream's step: parks on the queue (a `full` window: on the wake list, until an ack), then hands
+        out what is in flight after `cursor` and what the window takes from the queue, in one write."""
+        k = keys.client_keys(client_id)
+        wait = ("BLPOP", k["wake"], timeout) if full else ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT",
+                                                            timeout)
+        moved, reply = self._wait_then(
+            conn, wait, self._stream_take,
+            [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"], keys.client_meta(client_id), k["wake"]],
+            [me, now_ms, window, online_ms, cursor, epoch], before)
+        if reply[0] != b"ok":
+            return PollStep(poller=reply[1].decode(), auth="revoked" if reply[0] == b"revoked" else "ok", ended=True,
+                            moved=moved is not None and not full)
+        _, current, expired, entries, missed, in_flight = reply
+        return PollStep(entries, [], expired, missed, current.decode(), in_flight=in_flight)
+
+    def _wait_then(self, conn, wait: tuple, script, script_keys, script_args, before) -> tuple:
+        """(the wait's reply, the script's) of a blocking command and the script run right after it, sent in one
+        write on a held connection; `before`: commands sent ahead of both (their replies are dropped)."""
+        replies = conn.execute_commands([*conn.riders(before), wait, script.command(script_keys, script_args)],
+                                        raise_on_error=False)
         for reply in replies[:-1]:
             if isinstance(reply, Exception):
                 raise reply
-        moved, reply = replies[-2:]
-        if isinstance(reply, NoScriptError):  # this server lacks the script (a restart, a failover): load, take
-            reply = self._take(keys=take_keys, args=take_args, client=conn)
+        waited, reply = replies[-2:]
+        if isinstance(reply, NoScriptError):  # this server lacks the script (a restart, a failover): load, run
+            reply = script(keys=script_keys, args=script_args, client=conn)
         elif isinstance(reply, Exception):
             raise reply
-        current, expired, entries, missed, ended = reply
-        return PollStep(entries, [], expired, missed, current.decode(), ended=bool(ended), moved=moved is not None)
+        return waited, reply
+
+    def ack(self, client_id, ack, epoch, window) -> PollStep:
+        """Drops the client's in-flight entries up to and including `ack` once `epoch` is checked (step.auth as
+        begin_poll's); a stream whose window was full is woken."""
+        k = keys.client_keys(client_id)
+        reply = self._ack(keys=[k["inflight"], keys.client_meta(client_id), k["wake"]], args=[ack, epoch, window])
+        if reply[0] != b"ok":
+            return PollStep(auth=reply[0].decode())
+        return PollStep(acked=reply[2], app_id=int(reply[1]), acked_at=reply[3])
 
     def end_poll(self, conn, client_id, me, grace_ms) -> None:
         k = keys.client_keys(client_id)

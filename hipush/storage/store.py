@@ -7,8 +7,8 @@ import sqlalchemy as sa
 
 from . import db
 from .counters import COUNTER_FIELDS
-from .db import (COUNTER_TABLES, apps, clients, installation, jobs, messages, now_ms, push_topics, pushes,
-                 subscriptions, topics)
+from .db import (COUNTER_TABLES, apps, audit_log, clients, installation, jobs, messages, now_ms, operators,
+                 push_topics, pushes, subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)
 COUNTER_ROWS_PER_UPDATE = 200
@@ -200,6 +200,10 @@ class Store:
         return self._insert(messages, app_id=app_id, job_id=job_id, msg_type=msg_type,
                             content=content, content_format=content_format, created_at=now_ms())
 
+    def list_jobs(self, app_id: int, start: int, limit: int):
+        """(total, rows) of the app's jobs, newest first."""
+        return self._page(sa.select(jobs).where(jobs.c.app_id == app_id), jobs.c.id.desc(), start, limit)
+
     def get_message(self, app_id: int, message_id: int):
         return self._one(sa.select(messages).where(messages.c.id == message_id, messages.c.app_id == app_id))
 
@@ -215,10 +219,11 @@ class Store:
                 conn.execute(push_topics.insert(), [{"topic_id": t, "push_id": push_id} for t in topic_ids])
         return push_id
 
-    def record_sends(self, sends: list) -> list:
+    def record_sends(self, sends: list, whole: bool = False) -> list:
         """sends: (push, message, client ids) each. Records every push (and its message, if new: without an id)
         in one transaction and returns each one's target rows. A push naming a client that is gone (deleted
-        since Targets.check found it) is not recorded: its rows are None, and it gets no id."""
+        since Targets.check found it) is not recorded: its rows are None, and it gets no id; whole: then none
+        is recorded."""
         with self.engine.begin() as conn:
             wanted = {client_id for _, _, client_ids in sends for client_id in client_ids}
             found = {r[1]: (r[0], tuple(r[1:])) for r in conn.execute(_TARGET_ROWS_OF_IDS, {"ids": list(wanted)})}
@@ -227,6 +232,8 @@ class Store:
                 named = dict.fromkeys(client_ids)
                 rows = [found[c][1] for c in named if found.get(c, (None,))[0] == push["app_id"]]
                 rows_of.append(rows if len(rows) == len(named) else None)
+            if whole and None in rows_of:
+                return rows_of
             recorded = [(push, message, rows) for (push, message, _), rows in zip(sends, rows_of) if rows is not None]
             now = now_ms()
             new = [(push, message) for push, message, _ in recorded if "id" not in message]
@@ -302,6 +309,9 @@ class Store:
     def pushes_with_status(self, app_id: int, status: int, start: int, limit: int):
         query = sa.select(pushes).where(pushes.c.app_id == app_id, pushes.c.status == status)
         return self._push_page(query, start, limit)
+
+    def pushes_of_app(self, app_id: int, start: int, limit: int):
+        return self._push_page(sa.select(pushes).where(pushes.c.app_id == app_id), start, limit)
 
     def pushes_of_topic(self, topic_id: int, since, until, start: int, limit: int):
         query = sa.select(pushes).where(
@@ -427,6 +437,28 @@ class Store:
         table = COUNTER_TABLES[kind]
         return self._one(sa.select(*(table.c[name] for name in COUNTER_FIELDS), table.c.flush_token)
                          .where(table.c.id == row_id))
+
+    # operators of the console, and its audit log
+    def get_operator(self, name: str):
+        return self._one(sa.select(operators).where(operators.c.name == name))
+
+    def put_operator(self, name: str, password_hash: str) -> bool:
+        """Creates the operator, or gives an existing one this password hash; True when it was created."""
+        now = now_ms()
+        with self.engine.begin() as conn:
+            if conn.execute(_insert_ignore(operators).values(
+                    name=name, password_hash=password_hash, created_at=now, updated_at=now)).rowcount == 1:
+                return True
+            conn.execute(operators.update().where(operators.c.name == name)
+                         .values(password_hash=password_hash, updated_at=now))
+            return False
+
+    def add_audit(self, operator: str, action: str, detail: str) -> None:
+        self._insert(audit_log, at=now_ms(), operator=operator, action=action, detail=detail)
+
+    def list_audit(self, start: int, limit: int):
+        """(total, rows) of the audit log, newest first."""
+        return self._page(sa.select(audit_log), audit_log.c.id.desc(), start, limit)
 
     # the installation
     def predates_installation(self) -> bool:

@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from .. import metrics
 from ..errors import ApiError, bad_param, internal, method_not_allowed, not_found, too_large, unavailable
 from ..storage.redis import UNAVAILABLE as REDIS_UNAVAILABLE
-from . import rest
+from . import console, rest
 from .render import allow_any_origin, answer, legacy_error, to_json
 
 log = logging.getLogger("hipush")
@@ -56,6 +56,8 @@ def init_app(app) -> None:
     @app.errorhandler(Exception)
     def render(exc):
         error = to_api_error(exc)
+        if request.path.startswith(console.bp.url_prefix):
+            return console.render_error(error)
         if request.path.startswith(rest.PATH_PREFIXES):  # also for 404 / 405, which match no route
             return answer(to_json({"status": 0, "error_code": error.code, "error": error.reason}),
                           error.http_status, error.headers)

@@ -92,16 +92,18 @@ def request_authorization():
         return None
 
 
-def request_params() -> Params:
+def request_params(body_bytes: int = None) -> Params:
+    """body_bytes: the call's body cap, if not HIPUSH's usual one (Limits.body_bytes)."""
     config = current_app.extensions["hipush"].config
     limits = config.limits
+    body_bytes = body_bytes or limits.body_bytes
     if len(request.query_string) > limits.query_string_bytes:
         raise too_large(f"query string is longer than {limits.query_string_bytes} bytes")
     pairs = _decode(request.query_string)
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        pairs += _decode(_body(limits.body_bytes, config.read_timeout))
+        pairs += _decode(_body(body_bytes, config.read_timeout))
     elif request.method == "POST" and request.mimetype == "application/json":
-        pairs += _json_pairs(_body(limits.body_bytes, config.read_timeout))
+        pairs += _json_pairs(_body(body_bytes, config.read_timeout))
     return Params(pairs)
 
 

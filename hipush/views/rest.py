@@ -7,15 +7,16 @@ by app_key + sign, HMAC, or HTTP Basic app_key:app_secret. Answers use the
 import hmac
 import json
 from datetime import datetime
+from typing import NamedTuple
 
 from flask import Blueprint, request
-from hipush_client.protocol import STATUS_WAITING
+from hipush_client.protocol import STATUS_WAITING, json_value_text
 
 from .. import limits as L
-from ..errors import auth_failed, bad_param, not_found
+from ..errors import ApiError, auth_failed, bad_param, not_found
 from ..services import services
 from ..storage.db import now_ms
-from .params import request_authorization, request_params
+from .params import Params, request_authorization, request_params
 from .guards import idempotent, limit_app
 from .render import after_answer, answer, to_json
 from .web import terminal_fields
@@ -29,10 +30,10 @@ def rest_ok(**fields):
     return answer(to_json({"status": 1, **fields}))
 
 
-def authenticated(limit=None):
+def authenticated(limit=None, body_bytes=None):
     """(params, app) of a REST call: HTTP Basic app_key:app_secret, else a signed request.
-    limit: "publish" or "subscribe" applies that rate limit."""
-    params = request_params()
+    limit: "publish" or "subscribe" applies that rate limit; body_bytes: a body cap of the call's own."""
+    params = request_params(body_bytes)
     basic = request_authorization()
     if basic is not None and basic.type == "basic":
         _refuse_other_credentials(params, basic.username)
@@ -67,7 +68,19 @@ def _push(target_of):
     return idempotent(app, params, lambda: _send(params, app, target_of))
 
 
-def _send(params, app, target_of):
+class _Push(NamedTuple):
+    """A push call's checked fields (or one entry's of a batch)."""
+    target: dict
+    msg_type: int
+    content: str
+    content_format: str
+    expires_in: int
+    push_time: int
+    job_id: int
+    online: bool
+
+
+def _checked_push(params, target_of) -> _Push:
     config = services().config
     msg = params.get("msg")
     L.check_bytes("msg", msg, config.limits.content_bytes)
@@ -85,14 +98,63 @@ def _send(params, app, target_of):
             raise bad_param("the message would expire before its push_time: raise expires_time")
     job_id = L.parse_id("job_id", params.get("job_id")) if params.get("job_id") else None
     online = L.parse_bool("online", params.get("online"))
-    topic_ids = services().targets.check(app, target)
+    return _Push(target, msg_type, content, content_format, expires_in, push_time, job_id, online)
+
+
+def _send(params, app, target_of):
+    push = _checked_push(params, target_of)
+    topic_ids = services().targets.check(app, push.target)
     publisher = services().publisher
-    message = publisher.new_message(app, job_id, msg_type, content, content_format)
-    if push_time <= now_ms():
-        publisher.publish_now(app, message, target, topic_ids, online, push_time, expires_in, after_answer)
+    message = publisher.new_message(app, push.job_id, push.msg_type, push.content, push.content_format)
+    if push.push_time <= now_ms():
+        publisher.publish_now(app, message, push.target, topic_ids, push.online, push.push_time, push.expires_in,
+                              after_answer)
     else:
-        publisher.create(app, message, target, topic_ids, online, STATUS_WAITING, push_time, expires_in)
+        publisher.create(app, message, push.target, topic_ids, push.online, STATUS_WAITING, push.push_time,
+                         push.expires_in)
     return rest_ok(msg_id=message["id"])
+
+
+def _send_batch(params, app):
+    """Every entry is checked (an error names its index) before anything is recorded; then all are recorded in
+    one transaction and queued together, behind the app's broadcasts."""
+    entries = L.parse_json("messages", L.require("messages", params.get("messages")))
+    if not isinstance(entries, list) or not entries:
+        raise bad_param("messages must be a non-empty list of objects")
+    if len(entries) > L.MAX_BATCH:
+        raise bad_param(f"messages holds {len(entries)} entries: at most {L.MAX_BATCH} go in one batch")
+    pushes = [_at_entry(index, _checked_entry, entry) for index, entry in enumerate(entries)]
+    targets = services().targets
+    try:  # every terminal of the batch in one query
+        targets.check(app, {"kind": "clients", "ids": list({c: None for p in pushes for c in p.target["ids"]})})
+    except ApiError:
+        for index, push in enumerate(pushes):  # which entry names the missing one
+            _at_entry(index, targets.check, app, push.target)
+        raise
+    publisher = services().publisher
+    sends = [(_at_entry(index, publisher.new_message, app, p.job_id, p.msg_type, p.content, p.content_format),
+              p.target, p.online, p.expires_in) for index, p in enumerate(pushes)]
+    publisher.publish_batch(app, sends)
+    return rest_ok(msg_ids=[message["id"] for message, _, _, _ in sends])
+
+
+def _checked_entry(entry) -> _Push:
+    if not isinstance(entry, dict):
+        raise bad_param("an entry must be an object")
+    unknown = sorted(set(entry) - {"terminal_ids", *L.BATCH_FIELDS})
+    if unknown:
+        raise bad_param(f"{unknown[0]} is not a field of a batch entry (it takes terminal_ids, "
+                        f"{', '.join(L.BATCH_FIELDS)})")
+    params = Params([(name, json_value_text(value)) for name, value in entry.items()])
+    return _checked_push(params, lambda p: {"kind": "clients", "ids": _terminal_ids(p)})
+
+
+def _at_entry(index: int, check, *args):
+    """check(*args), its error naming the batch entry it is about."""
+    try:
+        return check(*args)
+    except ApiError as error:
+        raise ApiError(error.http_status, error.code, f"messages[{index}]: {error.reason}", error.headers) from None
 
 
 def _terminal_ids(params):
@@ -130,6 +192,12 @@ def _terminal_type(name, item):
 @route("/push/terminal")
 def push_terminal():
     return _push(lambda p: {"kind": "clients", "ids": _terminal_ids(p)})
+
+
+@route("/push/batch")
+def push_batch():
+    params, app = authenticated("publish", body_bytes=services().config.limits.batch_body_bytes)
+    return idempotent(app, params, lambda: _send_batch(params, app))
 
 
 @route("/push/all")

@@ -210,6 +210,23 @@ class Admin:
         return self._push("/push/terminal", [("terminal_ids", comma_list(terminal_ids, "terminal_ids"))], msg,
                           msg_type, push_time, expires_time, job_id, online, idempotency_key)
 
+    def push_batch(self, messages: Iterable[dict], idempotency_key: Optional[str] = None) -> list:
+        """/push/batch: up to 1,000 pushes to client ids in one call, all or nothing; returns their msg_ids in
+        order. Each message is a dict of push_terminal's arguments: terminal_ids (one id or several) and msg,
+        optionally msg_type, expires_time, job_id, online. A refused batch names the entry (`messages[i]: ...`)."""
+        entries = []
+        for message in messages:
+            ids = message["terminal_ids"]
+            msg_type = message.get("msg_type")
+            entries.append({**{k: v for k, v in message.items() if v is not None},
+                            "terminal_ids": comma_list([ids] if isinstance(ids, str) else ids, "terminal_ids"),
+                            "msg_type": (1 if isinstance(message["msg"], dict) else 0) if msg_type is None
+                            else msg_type})
+        result = self._rest("/push/batch", [("messages", protocol.json_value_text(entries)),
+                                            ("idempotency_key", idempotency_key)],
+                            idempotent=idempotency_key is not None)
+        return [int(msg_id) for msg_id in result["msg_ids"]]
+
     def push_all(self, msg, msg_type: Optional[int] = None, *, push_time=None, expires_time=None, job_id=None,
                  online=None, idempotency_key=None) -> int:
         """/push/all: to every client of the app; returns msg_id."""

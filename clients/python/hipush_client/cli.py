@@ -14,7 +14,7 @@ import threading
 
 from . import protocol
 from .admin import Admin
-from .client import Client
+from .client import TRANSPORTS, Client
 from .errors import HipushError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -83,6 +83,8 @@ def add_subscribe_arguments(parser) -> None:
                              "its own (default: $HIPUSH_DEVICE_ID, else hipush-cli@HOSTNAME)")
     parser.add_argument("--terminal-type", choices=protocol.TERMINAL_TYPES, help="registered with the client id")
     parser.add_argument("--poll-timeout", type=int, default=30, help="seconds a poll waits on the server (0-60)")
+    parser.add_argument("--transport", choices=TRANSPORTS, default="poll",
+                        help="poll: the long poll; sse: one server-sent event stream (fewer requests)")
     parser.add_argument("--no-discover", dest="discover", action="store_false",
                         help="always poll --server (e.g. behind a load balancer), not the node /service/hash names")
     parser.add_argument("--exec", dest="command", metavar="CMD",
@@ -120,7 +122,7 @@ def subscribe(args) -> int:
         token_fetcher = Admin(args.server, args.app_key, args.app_secret, protocol.HMAC_METHOD).client_token
     client = Client(args.server, app_key=args.app_key, device_id=args.device_id, token_fetcher=token_fetcher,
                     terminal_type=args.terminal_type, poll_timeout=args.poll_timeout, discover=args.discover,
-                    on_state=on_state)
+                    on_state=on_state, transport=args.transport)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

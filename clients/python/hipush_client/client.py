@@ -1,5 +1,7 @@
-"""Client: receives messages over the comet long poll (SPEC §5)."""
+"""Client: receives messages over the comet long poll (SPEC §5) or the SSE stream."""
+import json
 import logging
+import socket
 import random
 import threading
 import time
@@ -15,6 +17,7 @@ from .models import Message
 from .transport import backoff, base_url, legacy_result, transport_error, wire_text
 
 log = logging.getLogger("hipush_client")
+TRANSPORTS = ("poll", "sse")
 
 
 class Client:
@@ -37,6 +40,11 @@ class Client:
     Acknowledgements are cumulative and ride on the next poll (`ack=`). Messages whose delivery id was
     processed recently (the last `recent_ids`) are dropped: delivery is at least once.
 
+    transport: "poll" (the long poll, default) or "sse" (one GET /comet/stream kept open: each message an
+    event, far fewer requests). Over SSE, acknowledgements go by POST /comet/ack, in batches: at most every
+    `ack_interval` seconds or `ack_every` messages, when the stream idles, before it reconnects and on close.
+    A stream ends by itself now and then (the server's HIPUSH_STREAM_MAX_AGE): the client connects again.
+
     Connection: the comet node comes from /service/hash (else /service/random, else `server` itself;
     discover=False always polls `server`). A failed poll is retried after a jittered exponential
     backoff (backoff_base * 2^n, at most backoff_cap seconds) against a freshly discovered node,
@@ -58,13 +66,16 @@ class Client:
                  read_margin: float = 10.0, request_timeout: float = 10.0,
                  backoff_base: float = 0.5, backoff_cap: float = 30.0, max_retries: Optional[int] = None,
                  recent_ids: int = 1000, on_state: Optional[Callable[[str, Optional[Exception]], None]] = None,
-                 session: Optional[requests.Session] = None):
+                 session: Optional[requests.Session] = None, transport: str = "poll", ack_interval: float = 1.0,
+                 ack_every: int = 100):
         if client_id is None and not (app_key and device_id):
             raise ValueError("give app_key and device_id, or client_id (and token or token_fetcher)")
         if client_id is not None and token is None and token_fetcher is None and not app_key:
             raise ValueError("a client_id needs a token, a token_fetcher, or the app_key of an open-token app")
         if not 0 <= poll_timeout <= protocol.MAX_POLL_TIMEOUT:
             raise ValueError(f"poll_timeout must be 0-{protocol.MAX_POLL_TIMEOUT} seconds")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
         self.server = base_url(server)
         self.app_key = app_key
         self.device_id = device_id
@@ -96,6 +107,12 @@ class Client:
         self._wake = threading.Event()  # interrupts a backoff sleep (close, stop)
         self._closed = False
         self._connected = False
+        self.transport = transport
+        self.ack_interval = ack_interval
+        self.ack_every = max(1, int(ack_every))
+        self._stream = None  # the open SSE answer
+        self._unsent_acks = 0  # messages processed since the last POST /comet/ack
+        self._acked_at = time.monotonic()
 
     # ------------------------------------------------ identity
     @property
@@ -273,8 +290,14 @@ class Client:
         if self._client_id is None or self.token is None:
             self.register()
         while not (self._closed or should_stop()):
-            batch = self._with_retries(lambda: self._poll_once(self.poll_timeout), "poll", should_stop)
+            if self.transport == "sse":
+                batch = self._stream_messages(should_stop)
+            else:
+                batch = self._with_retries(lambda: self._poll_once(self.poll_timeout), "poll", should_stop)
             for message in batch or ():
+                if message is None:  # the stream idles
+                    self._ack_stream(due=self._unsent_acks > 0)
+                    continue
                 if self._closed or should_stop():
                     return
                 if self._seen(message.id):
@@ -282,6 +305,83 @@ class Client:
                     continue
                 yield message
                 self.ack(message)  # the loop asked for the next one: this one is processed
+                if self.transport == "sse":
+                    self._unsent_acks += 1
+                    self._ack_stream(due=self._unsent_acks >= self.ack_every
+                                     or time.monotonic() - self._acked_at >= self.ack_interval)
+
+    # ------------------------------------------------ the SSE stream
+    def _stream_messages(self, should_stop) -> Iterator[Optional[Message]]:
+        """The messages of one stream (None for each comment line: it idles), until it ends or is cut."""
+        response = self._with_retries(self._open_stream, "poll", should_stop)
+        if response is None:
+            return
+        event = {}
+        try:
+            for line in response.iter_lines(chunk_size=None, decode_unicode=True):
+                if line.startswith(":"):
+                    yield None
+                elif line:
+                    name, _, value = line.partition(":")
+                    event[name] = value[1:] if value.startswith(" ") else value
+                elif "data" in event:
+                    data = json.loads(event["data"])
+                    if event.get("event") == "missed":
+                        self.missed += int(data["missed"])
+                    else:
+                        yield Message.from_json(data)
+                    event = {}
+                else:
+                    event = {}
+        except (requests.RequestException, ValueError, AttributeError) as exc:  # cut off (or hung up by close)
+            if not self._closed:
+                self.node = None
+                self._connected = False
+                self._notify("disconnected", transport_error(exc) if isinstance(exc, requests.RequestException)
+                             else HipushError(None, f"the stream was cut: {exc}"))
+                self._wake.wait(backoff(1, self.backoff_base, self.backoff_cap))
+        finally:
+            self._stream = None
+            response.close()
+
+    def _open_stream(self):
+        self._ack_stream(due=True)  # a new stream first hands out what is not acknowledged
+        base = self._node_base()
+        response = self.http.get(base + "/comet/stream", params={"client_id": self._client_id, "token": self.token},
+                                 stream=True, timeout=(self.connect_timeout, self.poll_timeout + self.read_margin))
+        if response.status_code != 200:
+            legacy_result(response)  # raises its error
+        self._stream = response
+        return response
+
+    def _ack_stream(self, due: bool) -> None:
+        """POST /comet/ack of what was processed, when `due`."""
+        with self._lock:
+            ack = self._ack
+        if not due or ack is None or self._client_id is None:
+            return
+        try:
+            legacy_result(self.http.post(self._node_base() + "/comet/ack",
+                                         data={"client_id": self._client_id, "token": self.token, "ack": str(ack)},
+                                         timeout=(self.connect_timeout, self.request_timeout)))
+        except (HipushError, requests.RequestException) as error:
+            log.info("could not acknowledge: %s", error)  # the messages come again; they are dropped as seen
+            return
+        with self._lock:
+            if self._ack == ack:
+                self._ack = None
+        self._unsent_acks = 0
+        self._acked_at = time.monotonic()
+
+    def _hang_up(self) -> None:
+        """Ends the open stream at once (closing the answer would wait for a read in progress)."""
+        response = self._stream
+        connection = getattr(response.raw, "_connection", None) if response is not None else None
+        if connection is not None and connection.sock is not None:
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def messages(self) -> Iterator[Message]:
         """Yields messages as they arrive, in publish order, each once, until close()."""
@@ -297,7 +397,10 @@ class Client:
             while not finished.is_set():
                 if stop.wait(0.05):
                     self._wake.set()
-                    self._release_poll(wait=2.0)
+                    if self.transport == "sse":
+                        self._hang_up()
+                    else:
+                        self._release_poll(wait=2.0)
                     return
 
         watcher = threading.Thread(target=watch, name="hipush-client-stop", daemon=True)
@@ -318,7 +421,11 @@ class Client:
                 self.flush()
 
     def flush(self) -> None:
-        """Sends a pending acknowledgement now (a poll with timeout 0; what it hands out comes again later)."""
+        """Sends a pending acknowledgement now (over SSE by POST /comet/ack, else a poll with timeout 0: what
+        it hands out comes again later)."""
+        if self.transport == "sse":
+            self._ack_stream(due=True)
+            return
         with self._lock:
             pending = self._ack is not None
         if pending and self._client_id is not None and self.token is not None:
@@ -353,6 +460,8 @@ class Client:
             return
         self._closed = True
         self._wake.set()
+        if self.transport == "sse":
+            self._hang_up()
         with self._lock:
             polling = self._polls_in_flight > 0
         if polling:

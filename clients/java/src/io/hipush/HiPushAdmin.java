@@ -228,6 +228,21 @@ public class HiPushAdmin {
         return number(Http.restResult(post(path, params, true)).get("msg_id"));
     }
 
+    /**
+     * /push/batch: up to 1,000 pushes in one call, each a Map of /push/terminal's fields (terminal_ids as a
+     * comma list, msg_type, msg, and optionally expires_time, job_id, online); returns their msg_ids in order.
+     * An invalid entry refuses the whole batch (the exception's reason names its index) and sends nothing.
+     */
+    public List<Long> pushBatch(List<Map<String, Object>> messages) throws HiPushException {
+        Object ids = Http.restResult(post("/push/batch", Http.pairs("messages", Json.write(messages)), true))
+                .get("msg_ids");
+        List<Long> msgIds = new ArrayList<Long>();
+        for (Object id : (List<?>) ids) {
+            msgIds.add(number(id));
+        }
+        return msgIds;
+    }
+
     /** /manager/query_msg_status: one row per push of the message (msg_id, status, send_time, target_num, ...). */
     @SuppressWarnings("unchecked")
     public List<Map<String, Object>> queryMsgStatus(long msgId) throws HiPushException {

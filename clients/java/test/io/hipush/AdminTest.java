@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -66,6 +67,15 @@ class AdminTest {
         assertEquals(1, admin.terminalNumWithTag(tag));
         long tagged = admin.pushTags(Collections.singletonList(tag), "to the tag", null);
         assertEquals(1, ((Number) admin.queryTagMsgs(tag, 0, 20, null, null).get("total_num")).intValue());
+        Map<String, Object> first = new HashMap<String, Object>();
+        first.put("terminal_ids", carol);
+        first.put("msg_type", 0);
+        first.put("msg", "batched 1");
+        Map<String, Object> second = new HashMap<String, Object>(first);
+        second.put("msg", "batched 2");
+        List<Long> batched = admin.pushBatch(Arrays.asList(first, second));
+        assertEquals(2, batched.size());
+        assertTrue(batched.get(0) < batched.get(1));
         long direct = admin.pushTerminal(Collections.singletonList(carol), "direct");
         List<Map<String, Object>> status = admin.queryMsgStatus(direct);
         assertEquals(1, number(status.get(0).get("target_num")));
