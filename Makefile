@@ -16,7 +16,7 @@ EXTERNAL_DATABASE ?= mysql+pymysql://root@127.0.0.1:3306/test
 CLUSTER_TESTS ?= tests/test_storage.py tests/test_queue.py tests/test_stats.py tests/test_properties.py \
 	tests/test_comet.py tests/test_delivery_faults.py tests/test_timer_claims.py tests/test_guards.py \
 	tests/test_terminals.py tests/test_walkthrough.py tests/test_cluster.py tests/test_retention.py \
-	tests/test_stream.py tests/test_batch_publish.py
+	tests/test_stream.py tests/test_batch_publish.py tests/test_publish_truth.py
 
 .PHONY: install js browser faketime redis-server java java-tools run test test-cluster test-external clean dist
 

@@ -1,6 +1,7 @@
 """Run the benchmark: `python -m bench [--quick]` (what `make bench` / `make bench-quick` do).
 
-Starts hipush (1 and 2 gevent workers) and Nchan (nginx, 2 workers) one at a time on loopback, drives
+Starts hipush (1 and 2 gevent workers; 2 on a local 3-master Redis Cluster) and Nchan (nginx, 2 workers)
+one at a time on loopback, drives
 each with the same load generator, and writes bench/results/<name>.md, .json and the charts.
 `python -m bench --help` lists the knobs (sizes, systems, scenarios, database).
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 from . import procstat, report, scenarios, systems
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SYSTEMS = ("hipush-1w", "hipush-2w", "nchan-2w")
+SYSTEMS = ("hipush-1w", "hipush-2w", "hipush-2w-cluster", "nchan-2w")
+CLUSTER = "-cluster"  # a hipush label ending so runs on a local Redis Cluster (systems.ClusterBackend)
 SCENARIOS = ("floor", "parked", "unicast", "sse_unicast", "sse_batch", "fanout", "sse_fanout", "soak")
 SSE_RESULTS = {"sse_unicast": "unicast_sse", "sse_batch": "unicast_batch", "sse_fanout": "fanout_sse"}
 
@@ -167,17 +169,21 @@ def main(argv=None) -> int:
                **{key: {} for key in SSE_RESULTS.values()}}
     if any(label.startswith("nchan") for label in labels):  # nginx is installed by `make bench`, not `make test`
         results["versions"].update(nginx=systems.nginx_version(), nchan=systems.nchan_package_version())
-    backend = None
+    backend = cluster_backend = None
     failed = False
     try:
         if hipush_labels:
             backend = systems.HipushBackend(args.redis_url, args.database, run_dir)
             results["versions"].update(backend.versions())
+        if any(label.endswith(CLUSTER) for label in hipush_labels):
+            cluster_backend = systems.ClusterBackend(backend)
+            results["versions"]["redis_cluster"] = f"{cluster_backend.cluster.masters} masters with a replica each"
 
         def make_server(label):
             workers = int(label.split("-")[1][:-1])
             if label.startswith("hipush"):
-                return systems.HipushServer(label, workers, backend, run_dir)
+                return systems.HipushServer(label, workers, cluster_backend if label.endswith(CLUSTER) else backend,
+                                            run_dir)
             return systems.NchanServer(label, workers, run_dir)
 
         ctx = scenarios.Context(profile, run_dir, args.out, name, make_server, backend, args.profile,
@@ -226,6 +232,8 @@ def main(argv=None) -> int:
                 results["notes"].append(f"Redis maxclients was raised from {backend.raised_maxclients} for the run "
                                         "(hipush holds one Redis connection per parked poll) and restored after")
             backend.close()
+        if cluster_backend is not None:
+            cluster_backend.close()
         results["duration_s"] = round(time.monotonic() - started, 1)
         results["machine"]["loadavg_end"] = procstat.loadavg()
         results["notes"] += notes(results, profile)

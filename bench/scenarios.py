@@ -134,7 +134,7 @@ def parked(ctx: Context, server) -> dict:
         return {"levels": [], "skipped": skipped}
     top = max(levels)
     if server.kind == "hipush":
-        ctx.backend.ensure_maxclients(top)
+        server.backend.ensure_maxclients(top)
     server.start()
     fleet = None
     try:
@@ -145,13 +145,13 @@ def parked(ctx: Context, server) -> dict:
                                        open_rate=ctx.p["open_rate"])
         time.sleep(1.5)
         base_rss = procstat.total_rss_kb(server.worker_pids())
-        base_redis = ctx.backend.clients_memory_kb() if server.kind == "hipush" else None
+        base_redis = server.backend.clients_memory_kb() if server.kind == "hipush" else None
         rows, errors_before = [], 0
         for n in levels:
             parked_now, park_s = ctx.open_and_park(fleet, server, n)
             time.sleep(1.0)
             rss = procstat.total_rss_kb(server.worker_pids())
-            redis_kb = ctx.backend.clients_memory_kb() if server.kind == "hipush" else None
+            redis_kb = server.backend.clients_memory_kb() if server.kind == "hipush" else None
             answers_before = fleet.status()["answers"]
             server_cpu, gen_cpu = procstat.CpuMeter(server.pids()), procstat.CpuMeter(fleet.pids())
             time.sleep(ctx.p["parked_hold_s"])
@@ -354,7 +354,7 @@ def fanout(ctx: Context, server, n: int, transport: str = "poll") -> dict:
     if n > server.max_parked:
         return {"n": n, "skipped": f"above {server.max_parked} parked polls per server (HIPUSH_MAX_PARKED_POLLS)"}
     if server.kind == "hipush":
-        ctx.backend.ensure_maxclients(n)
+        server.backend.ensure_maxclients(n)
     server.start()
     fleet = None
     try:
@@ -443,7 +443,7 @@ def soak(ctx: Context, server) -> dict:
     u, f, idle = p["soak_unicast"], p["soak_fanout"], p["soak_idle"]
     total = u + f + idle
     if server.kind == "hipush":
-        ctx.backend.ensure_maxclients(total)
+        server.backend.ensure_maxclients(total)
     server.start()
     fleet = None
     stop = threading.Event()
@@ -504,7 +504,7 @@ def soak(ctx: Context, server) -> dict:
                       "received": status["received"]}
             meter.start()
             if server.kind == "hipush":
-                sample["redis_used_kb"] = int(ctx.backend.redis.info("memory")["used_memory"]) // 1024
+                sample["redis_used_kb"] = server.backend.used_memory_kb()
             samples.append(sample)
         stop.set()
         for thread in threads:

@@ -3,6 +3,8 @@
 - hipush: `gunicorn -c gunicorn.conf.py -w N wsgi:app` from the repository root (gevent workers), with its
   Redis (default the machine's, db 10, flushed at every start) and its database (default MariaDB database
   `hipush_bench`; or SQLite in the run's temporary directory).
+- hipush-2w-cluster: the same hipush and database on a Redis Cluster of its own (bench/cluster.py: 3 masters,
+  3 replicas from Debian's redis-server, temporary directory), flushed at every start.
 - Nchan: nginx with a generated config in the run's temporary directory: `worker_processes 2`, long-poll
   and EventSource subscribers at `/sub/<channel>`, publishers at `/pub/<channel>`, `/nchan_status` for its
   own counts.
@@ -109,7 +111,7 @@ class HipushServer:
     def parked(self, precise: bool = True) -> int:
         """Polls parked right now, as Redis sees them: connections of our database blocked in a pop
         (precise: from CLIENT LIST; else INFO's blocked_clients, cheap but counting every database)."""
-        return self.backend.blocked_clients() if precise else int(self.backend.redis.info("clients")["blocked_clients"])
+        return self.backend.blocked_clients() if precise else self.backend.blocked_anywhere()
 
     def stop(self) -> None:
         stop_process(self.process, signal.SIGTERM, 40)
@@ -320,9 +322,15 @@ class HipushBackend:
         return sum(1 for c in self.redis.client_list()
                    if "b" in c.get("flags", "") and int(c.get("db", -1)) == self.db_number)
 
+    def blocked_anywhere(self) -> int:
+        return int(self.redis.info("clients")["blocked_clients"])
+
     def clients_memory_kb(self) -> int:
         """What Redis spends on its client connections (all of them: the Redis may be shared)."""
         return int(self.redis.info("memory").get("mem_clients_normal", 0)) // 1024
+
+    def used_memory_kb(self) -> int:
+        return int(self.redis.info("memory")["used_memory"]) // 1024
 
     def ensure_maxclients(self, needed: int) -> None:
         """Raises Redis' maxclients for the run when `needed` connections would not fit (restored by close())."""
@@ -370,6 +378,60 @@ class HipushBackend:
         if not self.redis_url:
             from hipush.storage.embedded import EmbeddedRedis
             EmbeddedRedis(self.data_dir).stop()
+
+
+class ClusterBackend:
+    """hipush-2w-cluster's backend: the run's database (and app, clients) of `base`, a HipushBackend, and a
+    local Redis Cluster of its own in place of the one Redis, started here and stopped by close()."""
+
+    def __init__(self, base: HipushBackend):
+        from .cluster import LocalCluster
+
+        self.base = base
+        self.cluster = LocalCluster(masters=3).start()
+        self.raised_maxclients = None  # each node's maxclients is raised when needed, and goes with the cluster
+
+    def _masters(self) -> list:
+        import redis
+        return [redis.Redis(port=port, socket_timeout=10) for port in self.cluster.master_ports()]
+
+    def hipush_env(self) -> dict:
+        env = {k: v for k, v in self.base.hipush_env().items() if k != "HIPUSH_REDIS_URL"}
+        return {**env, "HIPUSH_REDIS_CLUSTER_NODES": self.cluster.seeds}
+
+    def reset_redis(self) -> None:
+        self.cluster.flush()
+
+    def _sum(self, measure) -> int:
+        total = 0
+        for node in self._masters():
+            total += measure(node)
+            node.close()
+        return total
+
+    def blocked_clients(self) -> int:
+        return self._sum(lambda node: sum(1 for c in node.client_list() if "b" in c.get("flags", "")))
+
+    def blocked_anywhere(self) -> int:
+        return self._sum(lambda node: int(node.info("clients")["blocked_clients"]))
+
+    def clients_memory_kb(self) -> int:
+        return self._sum(lambda node: int(node.info("memory").get("mem_clients_normal", 0))) // 1024
+
+    def used_memory_kb(self) -> int:
+        return self._sum(lambda node: int(node.info("memory")["used_memory"])) // 1024
+
+    def ensure_maxclients(self, needed: int) -> None:
+        for node in self._masters():  # a master holds about a third of the polls; each may take them all
+            if int(node.config_get("maxclients")["maxclients"]) < needed + 1000:
+                node.config_set("maxclients", needed + 1000)
+            node.close()
+
+    def create_app(self) -> dict:
+        return self.base.create_app()
+
+    def close(self) -> None:
+        self.cluster.stop()
 
 
 def nginx_version() -> str:

@@ -122,6 +122,9 @@ class Config:
     background: bool = True  # heartbeats and counter flushes; off for in-process unit tests
     # "host:port,...": seed nodes of a Redis Cluster; user, password and TLS then come from redis_url
     redis_cluster_nodes: str = ""
+    send_lease: float = 30.0  # seconds a push may stay sending with no sign of life before another worker retries it
+    redis_wait_replicas: int = 0  # replicas of each master written that must have a publish before it answers
+    redis_wait_timeout: int = 1000  # ms that WAIT gives them; a push they miss is queued again after send_lease
     metrics_token: str = field(default="", repr=False)  # set: GET /metrics needs "Authorization: Bearer <it>"
     console_password: str = field(default="", repr=False)  # set: the console's operator `admin` has it
 
@@ -262,6 +265,9 @@ def load(environ=None, **overrides) -> Config:
         **_node_timing(env),
         retention_days=_number(env, "HIPUSH_RETENTION_DAYS", 30.0, 0, 36500),
         redis_cluster_nodes=_cluster_nodes(env),
+        send_lease=_number(env, "HIPUSH_SEND_LEASE", 30.0, 1, 3600),
+        redis_wait_replicas=_int(env, "HIPUSH_REDIS_WAIT_REPLICAS", 0, 0, 16),
+        redis_wait_timeout=_int(env, "HIPUSH_REDIS_WAIT_TIMEOUT_MS", 1000, 1, 60000),
         metrics_token=env.get("HIPUSH_METRICS_TOKEN", ""),
         console_password=_console_password(env),
     )

@@ -100,7 +100,9 @@ def local_cluster():
 @pytest.fixture(scope="session")
 def backend_env(data_dir, local_cluster):
     """The HIPUSH_* variables every server and CLI call of this run gets."""
-    env = {"HIPUSH_DATA_DIR": str(data_dir), "HIPUSH_SECRET_KEY": "test-secret-key-" + data_dir.name}
+    # a push left sending (its shard failed over) is retried after 5 s, not 30: failover tests wait for it
+    env = {"HIPUSH_DATA_DIR": str(data_dir), "HIPUSH_SECRET_KEY": "test-secret-key-" + data_dir.name,
+           "HIPUSH_SEND_LEASE": "5"}
     if local_cluster:
         env["HIPUSH_REDIS_CLUSTER_NODES"] = local_cluster.seeds
     elif TEST_REDIS_URL:

@@ -241,6 +241,15 @@ def running(pid) -> bool:
         return False
 
 
+def pushes_of_job(store, job_id) -> list:
+    """The push rows of a job, read from SQL."""
+    import sqlalchemy as sa
+
+    from hipush.storage.db import pushes
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(pushes).where(pushes.c.job_id == job_id)).mappings()]
+
+
 class Api:
     """Calls hipush over HTTP like an app backend or a client would."""
 

@@ -76,7 +76,8 @@ class Services:
         self.routes = Routes(DeliveryQueue(pools), self.stats, config.routes)
         answer_hold = AnswerHold()
         self.publisher = Publisher(self.store, pools, self.queues, self.stats, self.targets, self.routes, answer_hold,
-                                   BroadcastsInFlight(BroadcastMarks(pools)), config.default_expires)
+                                   BroadcastsInFlight(BroadcastMarks(pools)), config.default_expires,
+                                   config.send_lease, config.redis_wait_replicas, config.redis_wait_timeout)
         self.timers = Timers(self.store, self.publisher)
         self.comet = Comet(self.queues, self.stats, self.clients, answer_hold, config.presence_grace)
         self.nodes = Nodes(NodeRegistry(pools), self.store, config.public_addr, config.node_ttl, metrics.node_figures)

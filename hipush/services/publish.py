@@ -10,6 +10,19 @@ A broadcast (all, tags, org, geo) is recorded as sending and its call answers;
 its clients are queued after the answer, page by page, and the push is then
 marked sent (query_msg_status shows which). Later publishes of the same app wait
 for it (broadcasts.BroadcastsInFlight), so per-client order is publish order.
+
+One truth for a publish: the SQL commit. A push is recorded (status sending)
+before anything is queued, so a call that fails before its commit answers an
+error and was queued nowhere. Once committed, the push is delivered at least
+once: it is queued, and marked sent only when every shard took it (and, with
+HIPUSH_REDIS_WAIT_REPLICAS, its replicas too); a push still sending after
+HIPUSH_SEND_LEASE seconds (a shard down, a worker killed, SQL gone between the
+commit and the mark) is taken over by any worker (`retry_stale`) and queued
+again, and the clients that have it already are skipped (queues.enqueue
+remembers the pushes each client got). So the `sent` push row is the outbox:
+the call answers OK once its row is committed, whatever fails after. The
+counts are sent apart from the enqueue: a count that cannot land is kept and
+sent again (Stats), and a retry counts only the clients it queued.
 """
 import json
 import logging
@@ -33,9 +46,13 @@ ANSWER_HOLD_SECONDS = 2.0  # a longer broadcast lets this worker's woken polls a
 
 class Publisher:
     def __init__(self, store, pools, queue_ops, stats, targets, routes, answer_hold, in_flight,
-                 default_expires: int):
-        """pools: storage.redis.RedisPools, whose pipelines carry a publish's Redis work."""
+                 default_expires: int, send_lease: float, wait_replicas: int = 0, wait_timeout_ms: int = 0):
+        """pools: storage.redis.RedisPools, whose pipelines carry a publish's Redis work. send_lease: seconds a
+        push may stay sending without a sign of life before another worker takes it over. wait_replicas: the
+        replicas of each master written that must have a push before it counts as queued."""
         self.store = store
+        self.send_lease_ms = int(send_lease * 1000)
+        self.wait = (wait_replicas, wait_timeout_ms)
         self.answer_hold = answer_hold
         self.in_flight = in_flight
         self.pools = pools
@@ -88,7 +105,8 @@ class Publisher:
         now = now_ms()
         return {"app_id": app["id"], "message_id": message.get("id"), "job_id": message["job_id"],
                 "target": json.dumps(target), "online_only": online_only, "status": status,
-                "push_time": push_time or now, "expires_at": now + 1000 * (expires_in or self.default_expires)}
+                "push_time": push_time or now, "expires_at": now + 1000 * (expires_in or self.default_expires),
+                "send_time": now if status == STATUS_SENDING else None}
 
     def publish_now(self, app: dict, message: dict, target: dict, topic_ids, online_only: bool,
                     push_time: int = None, expires_in: int = None, after_answer=None) -> dict:
@@ -96,7 +114,7 @@ class Publisher:
         call answers, together with the worker's concurrent ones. A broadcast: recorded, then queued by
         `after_answer(work)` once the call has answered (None: before returning)."""
         if target["kind"] == "clients":
-            push = self._new_push(app, message, target, online_only, STATUS_SENT, push_time, expires_in)
+            push = self._new_push(app, message, target, online_only, STATUS_SENDING, push_time, expires_in)
             while self._to_clients.submit((push, message, target["ids"])) is BEHIND_A_BROADCAST:
                 self.in_flight.wait_none(app["id"])
             if "id" not in push:  # not recorded: a client was deleted since Targets.check found it
@@ -122,7 +140,8 @@ class Publisher:
         """Pushes sent now to named clients (POST /push/batch): sends are (message, target, online_only,
         expires_in), recorded in one SQL transaction and queued in one Redis round trip per slot, behind the
         app's broadcasts. All or nothing: a client deleted since Targets.check leaves every push unrecorded."""
-        batch = [(self._new_push(app, message, target, online, STATUS_SENT, None, expires_in), message, target["ids"])
+        batch = [(self._new_push(app, message, target, online, STATUS_SENDING, None, expires_in), message,
+                  target["ids"])
                  for message, target, online, expires_in in sends]
         self.in_flight.wait_none(app["id"])
         self._record_and_queue(batch, whole=True)
@@ -137,32 +156,46 @@ class Publisher:
         return [BEHIND_A_BROADCAST if push["app_id"] in busy else None for push, _, _ in batch]
 
     def _record_and_queue(self, sends: list, whole: bool = False) -> None:
-        """whole: a push that could not be recorded (its rows None) refuses them all (404, nothing recorded)."""
-        with self.store.sending_to_clients(sends) as rows_of:
-            if whole and None in rows_of:
-                self.targets.forget(sends[0][0]["app_id"], [c for _, _, ids in sends for c in ids])
-                raise not_found(f"no such terminal (messages[{rows_of.index(None)}])")
-            pipe = self.pools.pipeline()
-            queued = []
-            for (push, message, _), rows in zip(sends, rows_of):
-                if rows is None:
-                    continue  # not recorded (Store.sending_to_clients)
-                body, raw_entry = self._body_and_entry(push, message)
-                queued.append((push, body, rows, self._queue(pipe, push, raw_entry, rows)))
-            results = pipe.execute()
-            for push, body, rows, at in queued:
-                self._settle(push, body, rows, self._queued(results, at))
+        """Commits the pushes (the truth: from here on each call answers OK), then queues them in one round
+        trip and marks sent those wholly queued; the others stay sending, for `retry_stale`. whole: a push that
+        could not be recorded (its rows None) refuses them all (404, nothing recorded)."""
+        rows_of = self.store.record_sends(sends, whole)
+        if whole and None in rows_of:
+            self.targets.forget(sends[0][0]["app_id"], [c for _, _, ids in sends for c in ids])
+            raise not_found(f"no such terminal (messages[{rows_of.index(None)}])")
+        pages = []
+        for (push, message, _), rows in zip(sends, rows_of):
+            if rows is not None:  # else not recorded (Store.record_sends)
+                pages.append((push, *self._body_and_entry(push, message), rows))
+        queued = self._queue_pages(self.pools.pipeline(), pages)
+        try:
+            self.store.move_pushes([page[0]["id"] for page, (done, _) in zip(pages, queued) if done],
+                                   STATUS_SENDING, STATUS_SENT)
+        except Exception:
+            log.exception("pushes queued but not marked sent: retry_stale will find them queued")
 
-    def send(self, push: dict, message: dict) -> None:
-        """Queues a push whose status the caller has set to sending (a timer's), in publish order."""
-        self._fan_out(push, message, self.in_flight.begin(push["app_id"]))
+    def send(self, push: dict, message: dict, retry: bool = False) -> None:
+        """Queues a push whose status the caller has set to sending (a timer's, a retried one), in publish order."""
+        self._fan_out(push, message, self.in_flight.begin(push["app_id"]), retry)
 
-    def _fan_out(self, push: dict, message: dict, mark: str) -> None:
-        """Queues a push for its targets page by page, then clears the app's in-flight mark. A failure is
-        logged and the push marked failed: its call has answered already."""
+    def retry_stale(self) -> None:
+        """Takes over the pushes left sending longer than the lease (their queueing failed, or their worker died)
+        and queues them again: clients that got them already are skipped. One worker wins each (a compare-and-set
+        on send_time)."""
+        for push_id, send_time in self.store.stale_pushes(STATUS_SENDING, now_ms() - self.send_lease_ms, 100):
+            if self.store.touch_push(push_id, STATUS_SENDING, send_time, now_ms()):
+                push = self.store.get_push(push_id)
+                log.warning("push %s: still sending after its lease, queued again", push_id)
+                self.send(push, self.store.get_message(push["app_id"], push["message_id"]), retry=True)
+
+    def _fan_out(self, push: dict, message: dict, mark: str, retry: bool = False) -> None:
+        """Queues a push for its targets page by page, then marks it sent and clears the app's in-flight mark.
+        A failure is logged and the push left sending, for `retry_stale` (its call has answered already).
+        A retry that reaches every target also sets its `sent` count right: an earlier attempt may have queued
+        clients whose replies (and so counts) it never got."""
         push_id, app_id = push["id"], push["app_id"]
-        targeted = 0
-        started = time.monotonic()
+        targeted, served, complete = 0, 0, True
+        started = touched = time.monotonic()
         self.answer_hold.hold()
         held_until = time.monotonic() + ANSWER_HOLD_SECONDS
         try:
@@ -175,21 +208,28 @@ class Publisher:
                     page = rows[start:start + PIPELINE_BATCH]
                     pipe = self.pools.pipeline()
                     self.in_flight.keep(pipe, app_id)  # also on pages of routed terminals only: a long one keeps it
-                    at = self._queue(pipe, push, raw_entry, page)
-                    self._settle(push, body, page, self._queued(pipe.execute(), at))
+                    [(done, have)] = self._queue_pages(pipe, [(push, body, raw_entry, page)], replicated=not retry)
+                    complete, served = complete and done, served + have
                     targeted += len(page)
+                    if time.monotonic() - touched > self.send_lease_ms / 3000:  # a sign of life, for retry_stale
+                        touched, now = time.monotonic(), now_ms()
+                        if not self.store.touch_push(push_id, STATUS_SENDING, push["send_time"], now):
+                            log.warning("push %s: taken over by another worker after %s targets", push_id, targeted)
+                            return
+                        push["send_time"] = now
                     if held_until and time.monotonic() > held_until:
                         held_until = None
                         self.answer_hold.release()
                     time.sleep(0)  # under gevent: let the worker's other requests run between batches
-            self.store.finish_push(push_id, STATUS_SENT, targeted)
-            log.info("push %s queued for %s targets in %.0f ms", push_id, targeted, 1000 * (time.monotonic() - started))
+            if complete:
+                if retry:
+                    self.stats.count("sent", push_id, push["job_id"],
+                                     served - self.stats.totals("push", push_id)["sent"])
+                self.store.finish_push(push_id, STATUS_SENT, targeted)
+            log.info("push %s queued for %s targets in %.0f ms%s", push_id, targeted,
+                     1000 * (time.monotonic() - started), "" if complete else ", some not yet: to be retried")
         except Exception:
-            log.exception("push %s failed after %s targets", push_id, targeted)
-            try:
-                self.store.finish_push(push_id, STATUS_FAILED, targeted)
-            except Exception:
-                log.exception("push %s: could not record its failure", push_id)
+            log.exception("push %s failed after %s targets: to be retried", push_id, targeted)
         finally:
             if held_until:
                 self.answer_hold.release()
@@ -197,6 +237,32 @@ class Publisher:
                 self.in_flight.end(app_id, mark)
             except Exception:  # Redis is down: the mark expires by itself
                 log.exception("push %s: could not clear its in-flight mark", push_id)
+
+    def _queue_pages(self, pipe, pages: list, replicated: bool = True) -> list:
+        """pages: (push, body, raw entry, target rows) each. Queues each push for its long-polling clients in one
+        round trip on `pipe` (then WAITs for the replicas, if set), counts what each queued, hands the other
+        terminals to their routes. Returns per page whether its push is now wholly queued (and, if `replicated`,
+        on the replicas WAIT asked for), and how many of its clients have it. A retry does not WAIT: once it has
+        queued again what a failover lost, a shard left with too few replicas must neither hold the push for ever
+        nor make every retry wait the whole timeout."""
+        at = [self._queue(pipe, push, raw_entry, rows) for push, _, raw_entry, rows in pages]
+        if replicated:
+            pipe.wait_for_replicas(*self.wait)
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except Exception:
+            log.warning("queueing %s pushes failed: to be retried", len(pages), exc_info=True)
+            return [(False, 0)] * len(pages)
+        done = []
+        for (push, body, _, rows), where in zip(pages, at):
+            outcome = self._queued(results, where)
+            have = sum(1 for r in outcome if r is queues.ALREADY or isinstance(r, list))
+            try:
+                done.append((self._settle(push, body, rows, outcome) and (pipe.replicated or not replicated), have))
+            except Exception:
+                log.exception("push %s: its routed terminals are not queued: to be retried", push["id"])
+                done.append((False, have))
+        return done
 
     @staticmethod
     def _body_and_entry(push: dict, message: dict):
@@ -209,25 +275,28 @@ class Publisher:
                                   json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
     def _queue(self, pipe, push: dict, raw_entry: str, rows: list):
-        """Adds to `pipe` the push's entry for the long-polling clients among the target rows, counted as
-        sent in the same round trip; returns where its result will be in the pipeline (None: no such client)."""
+        """Adds to `pipe` the push's entry for the long-polling clients among the target rows; returns where its
+        results will be in the pipeline (None: no such client)."""
         comet = [client_id for client_id, terminal_type, _ in rows if terminal_type in COMET_TERMINALS]
         if not comet:
             return None
-        at = self.queue_ops.enqueue(pipe, comet, raw_entry, push["online_only"])
-        self.stats.count("sent", push["id"], push["job_id"], len(comet), pipe)
-        return at
+        return self.queue_ops.enqueue(pipe, comet, raw_entry, push["online_only"])
 
     def _queued(self, results: list, at) -> list:
         return [] if at is None else self.queue_ops.enqueued(results, at)
 
-    def _settle(self, push: dict, body: dict, rows: list, results: list) -> None:
-        """After queueing: takes back the count of clients skipped (online only, and offline), counts those
-        the queue cap dropped, and hands the other terminals to their routes."""
-        self.stats.count("sent", push["id"], push["job_id"], -sum(1 for r in results if r is None))
-        dropped = [h for r in results if r for h in r]
+    def _settle(self, push: dict, body: dict, rows: list, results: list) -> bool:
+        """After queueing: counts as sent the clients queued now (not those skipped, nor those a retry found
+        served), as expired what the queue cap dropped, and hands the other terminals to their routes. False if
+        a shard failed: its clients wait for the retry."""
+        queued = [r for r in results if isinstance(r, list)]
+        self.stats.count("sent", push["id"], push["job_id"], len(queued))
+        dropped = [h for r in queued for h in r]
         self.stats.count_headers("expired", dropped)
         metrics.expired(len(dropped))
+        if any(isinstance(r, Exception) for r in results):
+            return False
         routed = [row for row in rows if row[1] not in COMET_TERMINALS]
         if routed:
             self.routes.dispatch(push, body, routed)
+        return True

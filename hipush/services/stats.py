@@ -13,6 +13,26 @@ class Stats:
     def __init__(self, store, counters):
         self.store = store
         self.counters = counters
+        self._unsent = []  # increments whose shard failed: sent again by the next flush of this worker
+
+    def _add(self, increments, pipe) -> None:
+        """Counting is apart from what it counts: an increment that cannot land now is kept and sent again,
+        never undoing or repeating the enqueue it counts."""
+        if pipe is not None:
+            self.counters.add(increments, pipe)
+            return
+        try:
+            left = self.counters.add(increments)
+        except Exception:  # the whole pipeline failed before any reply: nothing landed
+            log.warning("counts not sent (Redis unavailable): kept for the next flush", exc_info=True)
+            left = increments
+        if left:
+            self._unsent.append(left)
+
+    def _send_unsent(self) -> None:
+        unsent, self._unsent = self._unsent, []
+        for increments in unsent:
+            self._add(increments, None)
 
     def count_headers(self, field: str, headers, pipe=None) -> None:
         """Counts one `field` per queue entry header b"delivery_id|job_id", on `pipe` if given."""
@@ -22,7 +42,7 @@ class Stats:
             increments[("push", push_id)][field] += 1
             if job_id:
                 increments[("job", job_id)][field] += 1
-        self.counters.add(increments, pipe)
+        self._add(increments, pipe)
 
     def count(self, field: str, push_id: int, job_id, n: int, pipe=None) -> None:
         """Counts n (may be negative: a correction) of `field` for a push and its job, on `pipe` if given."""
@@ -30,7 +50,7 @@ class Stats:
             increments = {("push", push_id): {field: n}}
             if job_id:
                 increments[("job", job_id)] = {field: n}
-            self.counters.add(increments, pipe)
+            self._add(increments, pipe)
 
     def totals(self, kind: str, row_id: int) -> dict:
         """SQL's flushed counts plus what Redis holds that SQL does not have yet."""
@@ -54,7 +74,9 @@ class Stats:
 
     def flush(self, batch: int = 1000, seconds: float = 0.5) -> int:
         """Moves unflushed counts to SQL, a transaction per batch, until none are left or `seconds` have passed
-        (what is left waits for the next run); one flusher at a time across all workers and nodes."""
+        (what is left waits for the next run); one flusher at a time across all workers and nodes. First sends
+        this worker's counts that could not be sent before."""
+        self._send_unsent()
         lock = self.counters.flush_lock()
         if not lock.acquire():
             return 0

@@ -13,7 +13,7 @@ class Targets:
         """geo: storage.clients.GeoIndex"""
         self.store = store
         self.geo = geo
-        # clients found before: one deleted since is caught when its push is recorded (Store.sending_to_clients)
+        # clients found before: one deleted since is caught when its push is recorded (Store.record_sends)
         self._known_clients = set()
 
     def check(self, app: dict, target: dict) -> list:

@@ -16,13 +16,15 @@ class Timers:
         self.publisher = publisher
 
     def fire(self, push_id: int) -> None:
-        if self.store.move_push(push_id, STATUS_WAITING, STATUS_SENDING):
+        if self.store.move_push(push_id, STATUS_WAITING, STATUS_SENDING, send_time=now_ms()):
             push = self.store.get_push(push_id)
             self.publisher.send(push, self.store.get_message(push["app_id"], push["message_id"]))
 
     def fire_due(self) -> None:
+        """Fires the pushes that came due, and takes over those whose sending stalled (Publisher.retry_stale)."""
         for push_id in self.store.due_pushes(STATUS_WAITING, now_ms(), 100):
             self.fire(push_id)
+        self.publisher.retry_stale()
 
     def cancel(self, app: dict, message_id: int) -> None:
         pushes = self.store.pushes_of_message(app["id"], message_id)

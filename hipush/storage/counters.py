@@ -81,21 +81,32 @@ class CounterStore:
         self._unflushed = pools.register_script(_UNFLUSHED)
         self._take_due = pools.register_script(_TAKE_DUE)
 
-    def add(self, increments: dict, pipe=None) -> None:
-        """increments: {(kind, id): {field: n}}; queued on `pipe` when given, else sent now."""
+    def add(self, increments: dict, pipe=None) -> dict:
+        """increments: {(kind, id): {field: n}}; queued on `pipe` when given, else sent now. Sent now, returns
+        those that did not land (their shard failed: the others did), to be sent again."""
         if not increments:
-            return
+            return {}
         own = pipe is None
         if own:
             pipe = self.pools.pipeline()
+        sent = []  # per command: (row, field or None for the dirty mark, n)
         for (kind, row_id), fields in increments.items():
             live, _ = keys.counter_keys(kind, row_id)
             for name, n in fields.items():
                 pipe.hincrby(live, name, n)
+                sent.append(((kind, row_id), name, n))
             member = f"{kind}:{row_id}"
             pipe.sadd(_dirty_key(member), member)
-        if own:
-            pipe.execute()
+            sent.append(((kind, row_id), None, 0))
+        if not own:
+            return {}
+        left = {}
+        for (row, name, n), result in zip(sent, pipe.execute(raise_on_error=False)):
+            if isinstance(result, Exception):
+                fields = left.setdefault(row, {})  # an empty one: just the dirty mark again
+                if name is not None:
+                    fields[name] = n
+        return left
 
     def dirty(self, count: int) -> list:
         """Up to `count` rows with unflushed counts from all the dirty sets (fewer once they are drained), and

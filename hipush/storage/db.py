@@ -115,7 +115,8 @@ pushes = sa.Table(
     sa.Column("status", sa.SmallInteger, nullable=False),
     sa.Column("push_time", sa.BigInteger, nullable=False),  # unix ms, when it is due
     sa.Column("expires_at", sa.BigInteger, nullable=False),  # unix ms
-    sa.Column("send_time", sa.BigInteger),  # unix ms, when sending finished
+    # unix ms: when sending finished; while sending, when its sender last showed it is alive (Publisher.retry_stale)
+    sa.Column("send_time", sa.BigInteger),
     sa.Column("target_num", Counter, nullable=False, server_default="0"),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     *_counters(),

@@ -46,6 +46,12 @@ def client_meta(client_id: str) -> str:
     return _client(client_id, "meta")
 
 
+def client_pushes(client_id: str) -> str:
+    """Sorted set: push id -> unix ms it was queued for the client, for the last few minutes (queues.PUSHES_KEPT_MS):
+    a push queued again (a retried publish) skips the clients that have it. Expires with the client's silence."""
+    return _client(client_id, "pushes")
+
+
 def counter_keys(kind: str, row_id) -> tuple:
     tag = f"{PREFIX}:{{cnt:{kind}:{row_id}}}"
     return f"{tag}:live", f"{tag}:pending"

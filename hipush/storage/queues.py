@@ -19,6 +19,7 @@ list, which an acknowledgement (POST /comet/ack) pushes to.
 A deleted client leaves a tombstone in its cached meta (token epoch DELETED_EPOCH): no token of it is
 accepted, and nothing is queued for it, even by a publish that read its row before it was deleted.
 """
+import time
 from dataclasses import dataclass, field
 
 from redis.exceptions import NoScriptError
@@ -26,6 +27,10 @@ from redis.exceptions import NoScriptError
 from . import keys
 
 DELETED_EPOCH = "1000000000000000"  # a tombstone's token epoch: above any a token can carry (12 digits)
+# How long a client remembers the pushes queued for it: a retry of a publish within this skips it (exactly once);
+# a later one (a shard down longer) may queue it twice, which the at-least-once guarantee allows.
+PUSHES_KEPT_MS = 600_000
+ALREADY = "already"  # an enqueue's result for a client that had the push before (a retry)
 
 _HELPERS = """
 local function header(e) return string.match(e, '^[^|]*|[^|]*') end
@@ -184,17 +189,22 @@ end
 return 1
 """
 
-# KEYS queue, online, missed, meta of each client in turn; ARGV entry cap online_only deleted_epoch. One call
-# queues a push for many clients (a broadcast's page): per client 0 (skipped: offline, or deleted) or the
-# headers the cap dropped.
+# KEYS queue, online, missed, meta, pushes of each client in turn; ARGV entry cap online_only deleted_epoch delivery_id
+# now_ms kept_ms. One call queues a push for many clients (a broadcast's page): per client -1 (it has this push
+# already: the call is a retry), 0 (skipped: offline, or deleted) or the headers the cap dropped.
 _ENQUEUE = """
 local results = {}
 local cap = tonumber(ARGV[2])
-for i = 1, #KEYS, 4 do
-  if (ARGV[3] == '1' and redis.call('EXISTS', KEYS[i + 1]) == 0)
+for i = 1, #KEYS, 5 do
+  if redis.call('ZSCORE', KEYS[i + 4], ARGV[5]) then
+    results[#results + 1] = -1
+  elseif (ARGV[3] == '1' and redis.call('EXISTS', KEYS[i + 1]) == 0)
       or redis.call('HGET', KEYS[i + 3], 'epoch') == ARGV[4] then
     results[#results + 1] = 0
   else
+    redis.call('ZREMRANGEBYSCORE', KEYS[i + 4], '-inf', tonumber(ARGV[6]) - tonumber(ARGV[7]))
+    redis.call('ZADD', KEYS[i + 4], ARGV[6], ARGV[5])
+    redis.call('PEXPIRE', KEYS[i + 4], ARGV[7])
     local over = redis.call('RPUSH', KEYS[i], ARGV[1]) - cap
     local dropped = {}
     if over > 0 then
@@ -275,7 +285,9 @@ class Queues:
 
     def enqueue(self, pipe, client_ids, raw_entry: str, online_only: bool) -> list:
         """Queues one entry for every client on a ScriptPipeline: one script call per slot (on one Redis
-        server, one call for them all). Returns where the results will be, for `enqueued`."""
+        server, one call for them all). Queueing an entry of the same delivery id again is a no-op at the
+        clients that have it. Returns where the results will be, for `enqueued`."""
+        delivery_id, now_ms = raw_entry.split("|", 1)[0], int(time.time() * 1000)
         groups = {}  # slot -> positions in client_ids
         for i, client_id in enumerate(client_ids):
             groups.setdefault(self.pools.slot(keys.client_keys(client_id)["queue"]), []).append(i)
@@ -284,19 +296,23 @@ class Queues:
             script_keys = []
             for i in positions:
                 k = keys.client_keys(client_ids[i])
-                script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_ids[i]))
+                script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_ids[i]),
+                                keys.client_pushes(client_ids[i]))
             calls.append((len(pipe), positions))
-            pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only), DELETED_EPOCH])
+            pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only), DELETED_EPOCH,
+                                                     delivery_id, now_ms, PUSHES_KEPT_MS])
         return calls
 
     @staticmethod
     def enqueued(results: list, calls: list) -> list:
-        """Per client of an `enqueue`, in its order: None (skipped: offline, or deleted) or the headers dropped
-        by the cap."""
+        """Per client of an `enqueue`, in its order: the headers dropped by the cap (a list: it was queued now),
+        None (skipped: offline, or deleted), ALREADY (queued before), or the error of its shard."""
         per_client = [None] * sum(len(positions) for _, positions in calls)
         for at, positions in calls:
-            for i, r in zip(positions, results[at]):
-                per_client[i] = None if r == 0 else r
+            for n, i in enumerate(positions):
+                r = results[at]
+                per_client[i] = r if isinstance(r, Exception) else None if r[n] == 0 else ALREADY if r[n] == -1 \
+                    else r[n]
         return per_client
 
     def hold(self, client_id: str):

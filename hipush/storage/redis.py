@@ -120,6 +120,12 @@ class RedisPools:
     def slot_map_stale(self) -> None:
         """A held connection met a moved slot or a dead shard (nothing to do on one server)."""
 
+    def add_waits(self, pipe, written_keys, replicas: int, timeout_ms: int) -> int:
+        """Adds to a redis-py pipeline, after its writes, a WAIT on every master they went to (on the
+        connection that carried them, which is what WAIT waits for); returns how many."""
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        return 1
+
 
 class ClusterPools(RedisPools):
     """A Redis Cluster, found from its seed nodes; password, user and TLS come from `url`."""
@@ -167,6 +173,15 @@ class ClusterPools(RedisPools):
 
     def mget(self, names: list) -> list:
         return self.commands.mget_nonatomic(names) if names else []
+
+    def add_waits(self, pipe, written_keys, replicas: int, timeout_ms: int) -> int:
+        masters = {}
+        for key in written_keys:
+            node = self.commands.get_node_from_key(key)
+            masters[node.name] = node
+        for node in masters.values():  # the cluster pipeline sends each master's commands on one connection
+            pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+        return len(masters)
 
     def slot_map_stale(self) -> None:
         if time.monotonic() - self._slot_map_read > SLOT_MAP_REFRESH_SECONDS:
@@ -306,12 +321,16 @@ class ScriptPipeline:
     redis-py's own pipeline sends SCRIPT EXISTS before every execute that holds a
     script: one more round trip per publish. This one loads a script only when Redis
     has lost it (a restart, a failover, SCRIPT FLUSH) and then re-runs just the calls that missed.
+    With `wait_for_replicas`, its writes are followed by a WAIT on each master written; `replicated`
+    tells whether every one of them reached that many replicas in time.
     """
 
     def __init__(self, pools: RedisPools):
         self.pools = pools
         self.pipe = pools.commands.pipeline(transaction=False)
         self.stack = []  # (command, the script it runs or None)
+        self.wait = None  # (replicas, timeout_ms)
+        self.replicated = True
 
     def __len__(self) -> int:
         return len(self.stack)
@@ -341,13 +360,37 @@ class ScriptPipeline:
     def set(self, name, value, px) -> None:
         self._add(("SET", name, value, "PX", px))
 
-    def execute(self) -> list:
-        results = self.pipe.execute(raise_on_error=False)
-        for i, result in enumerate(results):
-            command, script = self.stack[i]
-            if isinstance(result, exceptions.NoScriptError):
+    def wait_for_replicas(self, replicas: int, timeout_ms: int) -> None:
+        """Makes `execute` WAIT for `replicas` replicas of each master written (0: no WAIT)."""
+        self.wait = (replicas, timeout_ms) if replicas else None
+
+    def execute(self, raise_on_error: bool = True) -> list:
+        """The replies in order; raise_on_error=False leaves a failed command's error among them (on a
+        cluster, the commands of a shard that is down fail, the others' land)."""
+        waits = self.pools.add_waits(self.pipe, [_first_key(c) for c, _ in self.stack], *self.wait) \
+            if self.wait and self.stack else 0
+        replies = self.pipe.execute(raise_on_error=False)
+        results, acks = replies[:len(self.stack)], replies[len(self.stack):]
+        self.replicated = len(acks) == waits and all(
+            not isinstance(ack, Exception) and ack >= self.wait[0] for ack in acks)
+        missed = [i for i, result in enumerate(results) if isinstance(result, exceptions.NoScriptError)]
+        if missed:
+            again = ScriptPipeline(self.pools)
+            for i in missed:
+                command, script = self.stack[i]
                 script.load(command[3:3 + command[2]])
-                results[i] = self.pools.commands.execute_command(*command)
-            elif isinstance(result, Exception):
-                raise result
+                again._add(command, script)
+            again.wait = self.wait
+            for i, result in zip(missed, again.execute(raise_on_error=False)):
+                results[i] = result
+            self.replicated = self.replicated and again.replicated
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
         return results
+
+
+def _first_key(command) -> str:
+    """The key a command is routed by: an EVALSHA's first key, else its first argument."""
+    return command[3] if command[0] == "EVALSHA" else command[1]

@@ -2,7 +2,6 @@
 import heapq
 import secrets
 from collections import defaultdict
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 
@@ -220,13 +219,11 @@ class Store:
                 conn.execute(push_topics.insert(), [{"topic_id": t, "push_id": push_id} for t in topic_ids])
         return push_id
 
-    @contextmanager
-    def sending_to_clients(self, sends: list):
-        """sends: (push, message, client ids) each. Records every push as sent (and its message, if new:
-        without an id) and yields each one's target rows with the transaction still open: the caller queues the
-        pushes, then it commits. One transaction for many unicasts, and a failed queueing leaves no record
-        of a push that was never sent. A push naming a client that is gone (deleted since Targets.check found
-        it) is not recorded: its rows are None, and it gets no id."""
+    def record_sends(self, sends: list, whole: bool = False) -> list:
+        """sends: (push, message, client ids) each. Records every push (and its message, if new: without an id)
+        in one transaction and returns each one's target rows. A push naming a client that is gone (deleted
+        since Targets.check found it) is not recorded: its rows are None, and it gets no id; whole: then none
+        is recorded."""
         with self.engine.begin() as conn:
             wanted = {client_id for _, _, client_ids in sends for client_id in client_ids}
             found = {r[1]: (r[0], tuple(r[1:])) for r in conn.execute(_TARGET_ROWS_OF_IDS, {"ids": list(wanted)})}
@@ -235,6 +232,8 @@ class Store:
                 named = dict.fromkeys(client_ids)
                 rows = [found[c][1] for c in named if found.get(c, (None,))[0] == push["app_id"]]
                 rows_of.append(rows if len(rows) == len(named) else None)
+            if whole and None in rows_of:
+                return rows_of
             recorded = [(push, message, rows) for (push, message, _), rows in zip(sends, rows_of) if rows is not None]
             now = now_ms()
             new = [(push, message) for push, message, _ in recorded if "id" not in message]
@@ -246,18 +245,41 @@ class Store:
                 push.update(target_num=len(rows), send_time=now, created_at=now)
             for (push, _, _), push_id in zip(recorded, _insert_many(conn, pushes, [r[0] for r in recorded])):
                 push["id"] = push_id
-            yield rows_of
+        return rows_of
+
+    def move_pushes(self, push_ids, from_status: int, to_status: int) -> None:
+        """Changes the status of those of the pushes that still have `from_status`."""
+        if push_ids:
+            with self.engine.begin() as conn:
+                conn.execute(pushes.update().where(pushes.c.id.in_(list(push_ids)), pushes.c.status == from_status)
+                             .values(status=to_status))
+
+    def stale_pushes(self, status: int, touched_before: int, limit: int) -> list:
+        """(id, send_time) of up to `limit` pushes with `status` whose send_time is older than `touched_before`."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.select(pushes.c.id, pushes.c.send_time).where(
+                pushes.c.status == status, pushes.c.send_time < touched_before).limit(limit))]
+
+    def touch_push(self, push_id: int, status: int, send_time: int, now: int) -> bool:
+        """Sets a push's send_time to `now` if it still has `status` and `send_time`: a compare-and-set that
+        one sender wins (Publisher.retry_stale)."""
+        with self.engine.begin() as conn:
+            return conn.execute(pushes.update().where(
+                pushes.c.id == push_id, pushes.c.status == status, pushes.c.send_time == send_time)
+                .values(send_time=now)).rowcount == 1
 
     def get_push(self, push_id: int):
         return self._one(sa.select(pushes).where(pushes.c.id == push_id))
 
-    def move_push(self, push_id: int, from_status: int, to_status: int, app_id=None) -> bool:
-        """Changes a push's status only if it still has `from_status`: the claim that makes firing exactly-once."""
+    def move_push(self, push_id: int, from_status: int, to_status: int, app_id=None, send_time=None) -> bool:
+        """Changes a push's status (and send_time, if given) only if it still has `from_status`: the claim that
+        makes firing exactly-once."""
         query = pushes.update().where(pushes.c.id == push_id, pushes.c.status == from_status)
         if app_id is not None:
             query = query.where(pushes.c.app_id == app_id)
+        values = {"status": to_status} if send_time is None else {"status": to_status, "send_time": send_time}
         with self.engine.begin() as conn:
-            return conn.execute(query.values(status=to_status)).rowcount == 1
+            return conn.execute(query.values(**values)).rowcount == 1
 
     def finish_push(self, push_id: int, status: int, target_num: int) -> None:
         with self.engine.begin() as conn:
