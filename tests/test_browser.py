@@ -113,7 +113,7 @@ def test_cross_origin_page_uses_cors(context, server, api, app_):
     page = context.new_page()
     page.on("request", lambda r: seen.append((r.resource_type, r.url)))
     page.goto(f"http://localhost:{server.port}/demo?" + urlencode(
-        {"server": server.base, "appKey": app_["app_key"], "deviceId": "browser-cors"}))
+        {"server": server.base, "appKey": app_["app_key"], "deviceId": "browser-cors", "transport": "xhr"}))
     page.wait_for_selector("#state.connected")
     client = client_of(page)
     job = api.new_job(app_)
@@ -233,7 +233,7 @@ def test_sdk_survives_a_server_restart(context, backend_env, redis_client, app_)
 
 WATCHED_SDK = """([server, appKey]) => {
   const push = new HiPush({server: server, appKey: appKey, deviceId: "browser-stopping", discover: false,
-                           minDelay: 100, maxDelay: 400});
+                           minDelay: 100, maxDelay: 400, transport: "xhr"});
   window.watched = {push: push, requests: [], states: [], messages: []};
   const send = push._send, setState = push._setState;
   push._send = function (base, path, params, timeoutMs, callback) {  // notes each request and its answer
@@ -289,7 +289,7 @@ def test_sdk_waits_as_a_stopping_node_asks_and_reconnects_on_a_poll_answered(con
 def test_redelivered_message_is_listed_once(context, server, api, app_):
     """The poll that acknowledges the first message loses its ack on the way (a proxy, say): the server
     hands the message out again, and the SDK drops it by id."""
-    page = open_demo(context, server.base, app_, "browser-dup")
+    page = open_demo(context, server.base, app_, "browser-dup", transport="xhr")
     client = client_of(page)
     stripped = []
 
