@@ -106,6 +106,36 @@ def test_demo_connects_and_lists_published_messages(context, server, api, app_):
     wait_arrived(api, app_, job, 4)
 
 
+def test_auto_receives_over_sse_acks_in_batches_and_refreshes_a_revoked_token(context, server, api, app_):
+    """transport "auto" in Chromium: an EventSource on /comet/stream, no polls; 150 messages acknowledged by a
+    few batched POST /comet/ack (the server's in-flight drains); a revoked token's stream ends, the SDK probes,
+    fetches a new token and streams again; closing the page acknowledges what it processed last (a beacon)."""
+    seen = []
+    page = context.new_page()
+    page.on("request", lambda r: seen.append((r.resource_type, urlsplit(r.url).path)))
+    page.goto(f"{server.base}/demo?" + urlencode({"appKey": app_["app_key"], "deviceId": "browser-sse"}))
+    page.wait_for_selector("#state.connected")
+    assert page.evaluate("demo.push.transport") == "sse"
+    client = client_of(page)
+    job = api.new_job(app_)
+    for n in range(150):
+        api.send(app_, job, client, f"sse {n}")
+    wait_listed(page, "sse 149")
+    wait_arrived(api, app_, job, 150)
+    acks = [path for _, path in seen if path == "/comet/ack"]
+    assert 1 <= len(acks) <= 15, acks
+    assert ("eventsource", "/comet/stream") in seen and "/comet/poll" not in [path for _, path in seen]
+
+    old_token = page.evaluate("demo.push.token")
+    api.ok("/user/revoke", {"client_id": client["client_id"]}, app_)
+    api.send(app_, job, client, "after revoke")
+    wait_listed(page, "after revoke", timeout=30_000)
+    assert page.evaluate("demo.push.token") != old_token and page.evaluate("demo.push.transport") == "sse"
+    assert [text for _, _, text in listed(page)][150:] == ["after revoke"]
+    page.close()  # before its batch's second is up: the page's last ack goes as a beacon
+    wait_arrived(api, app_, job, 151)
+
+
 def test_cross_origin_page_uses_cors(context, server, api, app_):
     """A page of another origin (localhost vs 127.0.0.1) polls with CORS XHR. Error answers carry no CORS
     headers, so the SDK cannot see the 401 of a revoked token either: it fetches a new one after failures."""
