@@ -160,6 +160,25 @@ def test_cross_origin_page_uses_cors(context, server, api, app_):
     wait_arrived(api, app_, job, 3)
 
 
+def test_cross_origin_page_streams_and_acknowledges_with_cors(context, server, api, app_):
+    """The same over SSE: the EventSource and the POST /comet/ack (a form body: no preflight) cross origins."""
+    page = context.new_page()
+    polls = []  # none: the stream opened
+    page.on("request", lambda r: "/comet/poll" in r.url and polls.append(r.url))
+    page.goto(f"http://localhost:{server.port}/demo?" + urlencode(
+        {"server": server.base, "appKey": app_["app_key"], "deviceId": "browser-cors-sse"}))
+    page.wait_for_selector("#state.connected")
+    assert page.evaluate("demo.push.transport") == "sse"
+    job = api.new_job(app_)
+    with page.expect_request(lambda r: r.url == server.base + "/comet/ack") as ack:
+        api.send(app_, job, client_of(page), "streamed across origins")
+        wait_listed(page, "streamed across origins")
+    assert (ack.value.resource_type, ack.value.method) == ("xhr", "POST")
+    assert ack.value.response().status == 200
+    wait_arrived(api, app_, job, 1)
+    assert page.evaluate("demo.push.stats.failures") == 0 and polls == []
+
+
 NOTIFICATION_SPY = """
 (() => {
   const Real = window.Notification;
