@@ -40,7 +40,8 @@
  * poll; over SSE by POST /comet/ack, batched: within a second, at once every 100 messages, and when the
  * stream ends, on disconnect() and on page unload), and a message that comes again (same `id`) is dropped.
  * push.transport is what receives: "sse" or "poll".
- * push.state is "disconnected", "connecting", "connected" or "reconnecting" (until a poll answers 200);
+ * push.state is "disconnected", "connecting", "connected" or "reconnecting" (until a poll answers 200 or a
+ * stream opens; it stays "connected" while an ended stream is replaced);
  * push.stats counts received, duplicates, reconnects, failures and missed messages.
  */
 (function (root, factory) {
@@ -123,15 +124,15 @@
     if (!this.options.appKey && !(this.clientId && (this.token || this.options.getToken))) {
       throw new Error("hipush: give appKey, or clientId and token");
     }
+    if (this.options.transport === "sse" && !this._eventSource()) {
+      throw new Error("hipush: transport \"sse\" needs EventSource (give the EventSource option)");
+    }
     this._session++;
     this._failures = 0;
     this._earlyEmpty = 0;
     this._wasConnected = false;
     this._streamFailures = 0;
     this.transport = this._eventSource() ? "sse" : "poll";
-    if (this.options.transport === "sse" && this.transport !== "sse") {
-      throw new Error("hipush: transport \"sse\" needs EventSource (give the EventSource option)");
-    }
     if (this.transport === "sse") this._watchPageHide();
     this._setState("connecting");
     this._step(this._session);
@@ -380,19 +381,24 @@
 
   /** A message's handlers returned: acknowledge within ACK_INTERVAL, or at once after ACK_EVERY messages. */
   HiPush.prototype._processed = function () {
-    var self = this;
     this._unacked++;
     if (this._unacked >= ACK_EVERY) return this._flushAck(false);
-    if (!this._ackTimer) {
-      this._ackTimer = setTimeout(function () {
-        self._ackTimer = null;
-        self._flushAck(false);
-      }, ACK_INTERVAL);
-    }
+    this._armAckTimer();
   };
 
-  /** POST /comet/ack of the last processed message, unless confirmed already; then done(). `leaving`: the
-   *  page or the connection goes away (keepalive, or a beacon on page unload), nobody waits for the answer. */
+  HiPush.prototype._armAckTimer = function () {
+    var self = this;
+    if (this._ackTimer) return;
+    this._ackTimer = setTimeout(function () {
+      self._ackTimer = null;
+      self._flushAck(false);
+    }, ACK_INTERVAL);
+  };
+
+  /** POST /comet/ack of the last processed message, unless confirmed already; then done(). While one is under
+   *  way, the next waits for its answer. A failed one goes again with the next batch, or before the next stream.
+   *  `leaving`: the page or the connection goes away (disconnect(), page unload): a beacon where the browser has
+   *  sendBeacon, else a keepalive fetch or an XHR; nobody waits for the answer. */
   HiPush.prototype._flushAck = function (leaving, done) {
     var self = this, ack = this._ack, node = this.node || this.options.server;
     if (this._ackTimer) clearTimeout(this._ackTimer);
@@ -403,7 +409,7 @@
     }
     this._unacked = 0;
     var params = {client_id: this.clientId, token: this.token, ack: ack};
-    if (leaving === "unload" && root.navigator && root.navigator.sendBeacon && typeof Blob !== "undefined" &&
+    if (leaving && root.navigator && root.navigator.sendBeacon && typeof Blob !== "undefined" &&
         root.navigator.sendBeacon(node + "/comet/ack", new Blob([query(params)],
           {type: "application/x-www-form-urlencoded"}))) {
       return done && done();
@@ -417,6 +423,7 @@
         self._emit("error", error);
       }
       if (!error && self._unacked >= ACK_EVERY) self._flushAck(false);  // more came meanwhile
+      else if (!error && self._unacked && !leaving) self._armAckTimer();
       if (done) done();
     }, "POST");
   };
@@ -424,7 +431,7 @@
   HiPush.prototype._watchPageHide = function () {
     var self = this;
     if (this._onPageHide || !root.addEventListener) return;
-    this._onPageHide = function () { self._flushAck("unload"); };
+    this._onPageHide = function () { self._flushAck(true); };
     root.addEventListener("pagehide", this._onPageHide, false);
   };
 

@@ -43,6 +43,22 @@ test("acknowledges in batches: a second after the first unacknowledged message, 
   c.push.disconnect();
 });
 
+test("one ack at a time: what is processed meanwhile goes a second after its answer", function (t) {
+  var c = kit.streaming(t);
+  var stream = c.sources.last();
+  stream.send(message(1));
+  t.mock.timers.tick(1000);
+  var first = c.server.next("/comet/ack");
+  stream.send(message(2));
+  t.mock.timers.tick(1000);
+  assert.deepEqual(c.server.pending(), ["/comet/ack"]);  // still the first
+  first.ok("OK");
+  assert.deepEqual(c.server.pending(), []);
+  t.mock.timers.tick(1000);
+  assert.equal(c.server.next("/comet/ack").params.ack, 2);
+  c.push.disconnect();
+});
+
 test("acknowledges after the handlers returned, and on disconnect()", function (t) {
   var c = kit.streaming(t);
   var pendingWhileHandled = null;
