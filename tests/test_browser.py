@@ -106,6 +106,36 @@ def test_demo_connects_and_lists_published_messages(context, server, api, app_):
     wait_arrived(api, app_, job, 4)
 
 
+def test_auto_receives_over_sse_acks_in_batches_and_refreshes_a_revoked_token(context, server, api, app_):
+    """transport "auto" in Chromium: an EventSource on /comet/stream, no polls; 150 messages acknowledged by a
+    few batched POST /comet/ack (the server's in-flight drains); a revoked token's stream ends, the SDK probes,
+    fetches a new token and streams again; closing the page acknowledges what it processed last (a beacon)."""
+    seen = []
+    page = context.new_page()
+    page.on("request", lambda r: seen.append((r.resource_type, urlsplit(r.url).path)))
+    page.goto(f"{server.base}/demo?" + urlencode({"appKey": app_["app_key"], "deviceId": "browser-sse"}))
+    page.wait_for_selector("#state.connected")
+    assert page.evaluate("demo.push.transport") == "sse"
+    client = client_of(page)
+    job = api.new_job(app_)
+    for n in range(150):
+        api.send(app_, job, client, f"sse {n}")
+    wait_listed(page, "sse 149")
+    wait_arrived(api, app_, job, 150)
+    acks = [path for _, path in seen if path == "/comet/ack"]
+    assert 1 <= len(acks) <= 15, acks
+    assert ("eventsource", "/comet/stream") in seen and "/comet/poll" not in [path for _, path in seen]
+
+    old_token = page.evaluate("demo.push.token")
+    api.ok("/user/revoke", {"client_id": client["client_id"]}, app_)
+    api.send(app_, job, client, "after revoke")
+    wait_listed(page, "after revoke", timeout=30_000)
+    assert page.evaluate("demo.push.token") != old_token and page.evaluate("demo.push.transport") == "sse"
+    assert [text for _, _, text in listed(page)][150:] == ["after revoke"]
+    page.close()  # before its batch's second is up: the page's last ack goes as a beacon
+    wait_arrived(api, app_, job, 151)
+
+
 def test_cross_origin_page_uses_cors(context, server, api, app_):
     """A page of another origin (localhost vs 127.0.0.1) polls with CORS XHR. Error answers carry no CORS
     headers, so the SDK cannot see the 401 of a revoked token either: it fetches a new one after failures."""
@@ -113,7 +143,7 @@ def test_cross_origin_page_uses_cors(context, server, api, app_):
     page = context.new_page()
     page.on("request", lambda r: seen.append((r.resource_type, r.url)))
     page.goto(f"http://localhost:{server.port}/demo?" + urlencode(
-        {"server": server.base, "appKey": app_["app_key"], "deviceId": "browser-cors"}))
+        {"server": server.base, "appKey": app_["app_key"], "deviceId": "browser-cors", "transport": "xhr"}))
     page.wait_for_selector("#state.connected")
     client = client_of(page)
     job = api.new_job(app_)
@@ -128,6 +158,25 @@ def test_cross_origin_page_uses_cors(context, server, api, app_):
     wait_listed(page, "cors after a new token", timeout=45_000)
     assert [text for _, _, text in listed(page)] == ["across origins", "cors after revoke", "cors after a new token"]
     wait_arrived(api, app_, job, 3)
+
+
+def test_cross_origin_page_streams_and_acknowledges_with_cors(context, server, api, app_):
+    """The same over SSE: the EventSource and the POST /comet/ack (a form body: no preflight) cross origins."""
+    page = context.new_page()
+    polls = []  # none: the stream opened
+    page.on("request", lambda r: "/comet/poll" in r.url and polls.append(r.url))
+    page.goto(f"http://localhost:{server.port}/demo?" + urlencode(
+        {"server": server.base, "appKey": app_["app_key"], "deviceId": "browser-cors-sse"}))
+    page.wait_for_selector("#state.connected")
+    assert page.evaluate("demo.push.transport") == "sse"
+    job = api.new_job(app_)
+    with page.expect_request(lambda r: r.url == server.base + "/comet/ack") as ack:
+        api.send(app_, job, client_of(page), "streamed across origins")
+        wait_listed(page, "streamed across origins")
+    assert (ack.value.resource_type, ack.value.method) == ("xhr", "POST")
+    assert ack.value.response().status == 200
+    wait_arrived(api, app_, job, 1)
+    assert page.evaluate("demo.push.stats.failures") == 0 and polls == []
 
 
 NOTIFICATION_SPY = """
@@ -233,7 +282,7 @@ def test_sdk_survives_a_server_restart(context, backend_env, redis_client, app_)
 
 WATCHED_SDK = """([server, appKey]) => {
   const push = new HiPush({server: server, appKey: appKey, deviceId: "browser-stopping", discover: false,
-                           minDelay: 100, maxDelay: 400});
+                           minDelay: 100, maxDelay: 400, transport: "xhr"});
   window.watched = {push: push, requests: [], states: [], messages: []};
   const send = push._send, setState = push._setState;
   push._send = function (base, path, params, timeoutMs, callback) {  // notes each request and its answer
@@ -289,7 +338,7 @@ def test_sdk_waits_as_a_stopping_node_asks_and_reconnects_on_a_poll_answered(con
 def test_redelivered_message_is_listed_once(context, server, api, app_):
     """The poll that acknowledges the first message loses its ack on the way (a proxy, say): the server
     hands the message out again, and the SDK drops it by id."""
-    page = open_demo(context, server.base, app_, "browser-dup")
+    page = open_demo(context, server.base, app_, "browser-dup", transport="xhr")
     client = client_of(page)
     stripped = []
 

@@ -37,6 +37,10 @@ const state: HiPush.State = push.state;
 log(state, push.stats.received, push.stats.missed, push.clientId, push.token, push.node, Named.version);
 log(push.disconnect() === push, push.options.pollTimeout);
 push.requestNotificationPermission((permission) => log(permission === "granted"));
+declare const Polyfill: HiPush.EventSourceConstructor;
+const streaming = new HiPush({appKey: "k", transport: "sse", EventSource: Polyfill});
+streaming.on("fallback", (f: HiPush.FallbackInfo) => log(f.from, f.to, f.reason));
+log(streaming.transport === "sse", streaming.options.EventSource);
 """,
     "app.cts": """
 import HiPush = require("hipush-js");

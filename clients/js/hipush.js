@@ -1,5 +1,5 @@
 /*!
- * hipush browser SDK — receives pushes from a hipush server over HTTP long-poll.
+ * hipush browser SDK — receives pushes from a hipush server over an SSE stream or HTTP long-poll.
  *
  * One file, no dependencies, ES5 (runs in old X5/WebViews). The npm package hipush-js (clients/js in the hipush
  * repository) ships it as UMD (this file: <script>, require()) and as an ES module (hipush.mjs, made from this
@@ -9,6 +9,7 @@
  *   push.on("message", function (m) { console.log(m.id, m.content); });            // msg_type 0
  *   push.on("notification", function (m, n) { console.log(n.title, n.body); });    // msg_type 1
  *   push.on("connected", function () {}); push.on("disconnected", function () {});
+ *   push.on("fallback", function (f) { console.log(f.from, "->", f.to, f.reason); });
  *   push.on("error", function (e) { console.log(e.type, e.status, e.reason); });
  *   push.connect();                          // push.disconnect() stops it
  *   push.clicked(message);                   // the user opened it (a shown notification reports its own clicks)
@@ -19,10 +20,15 @@
  *   deviceId        this device's id (default: generated once and kept in localStorage)
  *   clientId, token signed-token mode: ids handed out by the app's backend (no appKey needed);
  *                   getToken(clientId, callback(error, token)) may fetch a fresh token on 401
- *   transport       "auto" (XMLHttpRequest with CORS, JSONP where that is missing, fetch() where there is no
- *                   XMLHttpRequest: Node 18+, workers), "xhr", "jsonp", "fetch", or a function(url, params) returning {start(done), abort()} for a platform without XHR (e.g. a
- *                   mini program's own request API); start calls done(status, body, retryAfter) once, later
- *                   (never from inside start), body being the answer's parsed JSON
+ *   transport       "auto": the SSE stream where EventSource exists, else the long poll over XMLHttpRequest
+ *                   with CORS, JSONP where that is missing, fetch() where there is no XMLHttpRequest (Node 18+,
+ *                   workers); a stream that does not open while a poll works (an old proxy) falls back to the
+ *                   poll for this connection ("fallback" event, push.transport). "sse" (the stream only),
+ *                   "xhr", "jsonp", "fetch" (long poll), or a function(url, params) returning
+ *                   {start(done), abort()} for a platform without XHR (e.g. a mini program's own request
+ *                   API); start calls done(status, body, retryAfter) once, later (never from inside start),
+ *                   body being the answer's parsed JSON
+ *   EventSource     the EventSource constructor to use (default the global one; e.g. a polyfill)
  *   discover        ask /service/hash which comet node to poll (default true); false polls `server`
  *   pollTimeout     seconds a poll may park on the server (default 30, at most 60)
  *   minDelay, maxDelay   reconnect backoff in ms (default 1000 and 30000, jittered; never sooner than
@@ -30,9 +36,12 @@
  *   notify          show notifications with the browser Notification API when permitted (default true)
  *   notificationTitle    title of a notification whose content has none (default document.title)
  *
- * Delivery is at least once: every message is acknowledged (with the next poll) after the
- * handlers returned, and a message that comes again (same `id`) is dropped.
- * push.state is "disconnected", "connecting", "connected" or "reconnecting" (until a poll answers 200);
+ * Delivery is at least once: every message is acknowledged after the handlers returned (with the next
+ * poll; over SSE by POST /comet/ack, batched: within a second, at once every 100 messages, and when the
+ * stream ends, on disconnect() and on page unload), and a message that comes again (same `id`) is dropped.
+ * push.transport is what receives: "sse" or "poll".
+ * push.state is "disconnected", "connecting", "connected" or "reconnecting" (until a poll answers 200 or a
+ * stream opens; it stays "connected" while an ended stream is replaced);
  * push.stats counts received, duplicates, reconnects, failures and missed messages.
  */
 (function (root, factory) {
@@ -43,10 +52,13 @@
 })(typeof window !== "undefined" ? window : typeof globalThis !== "undefined" ? globalThis : this, function (root) {
   "use strict";
 
-  var EVENTS = ["message", "notification", "connected", "disconnected", "error"];
+  var EVENTS = ["message", "notification", "connected", "disconnected", "error", "fallback"];
   var RECENT_IDS = 1000;        // how many message ids are remembered to drop redeliveries
   var FAILURES_BEFORE_NEW_TOKEN = 3;
   var REQUEST_MARGIN = 15000;   // ms a request may take beyond its poll timeout
+  var ACK_EVERY = 100;          // over SSE: messages processed that are acknowledged at once
+  var ACK_INTERVAL = 1000;      // over SSE: ms a processed message waits at most for its acknowledgement
+  var STREAM_FAILURES_BEFORE_POLL = 2;  // "auto": streams in a row that did not open while a poll did
   var jsonpCount = 0;
   var noop = function () {};
 
@@ -62,12 +74,14 @@
       maxDelay: options.maxDelay || 30000,
       notify: options.notify !== false,
       notificationTitle: options.notificationTitle || null,
-      getToken: options.getToken || null
+      getToken: options.getToken || null,
+      EventSource: options.EventSource || null
     };
     this.clientId = options.clientId || null;
     this.token = options.token || null;
     this.deviceId = options.deviceId || (this.options.appKey ? storedDeviceId(this.options.appKey) : null);
     this.node = null;             // base URL of the comet node being polled
+    this.transport = null;        // "sse" or "poll" once connect() chose
     this.state = "disconnected";
     this.stats = {received: 0, duplicates: 0, reconnects: 0, failures: 0, missed: 0};
     this._handlers = {};
@@ -82,6 +96,13 @@
     this._seen = {};
     this._seenOrder = [];
     this._wasConnected = false;
+    this._stream = null;          // the open EventSource
+    this._streamOpenedAt = 0;     // when the last stream opened (0: it did not)
+    this._streamFailures = 0;     // streams in a row that did not open though a poll answered
+    this._ackTimer = null;        // sends the batched acknowledgement
+    this._ackSending = false;     // a POST /comet/ack is under way
+    this._unacked = 0;            // messages processed since the last POST /comet/ack
+    this._onPageHide = null;
   }
 
   HiPush.version = "1.0.0";
@@ -103,10 +124,16 @@
     if (!this.options.appKey && !(this.clientId && (this.token || this.options.getToken))) {
       throw new Error("hipush: give appKey, or clientId and token");
     }
+    if (this.options.transport === "sse" && !this._eventSource()) {
+      throw new Error("hipush: transport \"sse\" needs EventSource (give the EventSource option)");
+    }
     this._session++;
     this._failures = 0;
     this._earlyEmpty = 0;
     this._wasConnected = false;
+    this._streamFailures = 0;
+    this.transport = this._eventSource() ? "sse" : "poll";
+    if (this.transport === "sse") this._watchPageHide();
     this._setState("connecting");
     this._step(this._session);
     return this;
@@ -117,6 +144,8 @@
     var wasConnected = this.state === "connected";
     this._session++;
     this._stop();
+    this._flushAck(true);
+    this._unwatchPageHide();
     this._setState("disconnected");
     if (wasConnected) this._emit("disconnected", {reason: "disconnect() called"});
     return this;
@@ -166,6 +195,7 @@
       });
     if (!this.token) return this._fetchToken(session);
     if (!this.node) return this._discover(session);
+    if (this.transport === "sse") return this._openStream(session);
     this._poll(session);
   };
 
@@ -226,8 +256,9 @@
 
   HiPush.prototype._poll = function (session) {
     var self = this;
-    // the first poll of a (re)connection answers at once: it proves the connection and hands out what waits
-    var timeout = this.state === "connected" ? this.options.pollTimeout : 0;
+    // the first poll of a (re)connection answers at once: it proves the connection and hands out what waits;
+    // so does the probe after a stream that did not open
+    var timeout = this.state === "connected" && this.transport === "poll" ? this.options.pollTimeout : 0;
     var params = {client_id: this.clientId, token: this.token, timeout: timeout};
     var ack = this._ackPending ? this._ack : null;
     if (ack !== null) params.ack = ack;
@@ -236,25 +267,177 @@
       if (session !== self._session) return;
       if (error) return self._fail(session, error, true);
       if (ack !== null && ack === self._ack) self._ackPending = false;
-      self._failures = 0;
-      self._badNode = null;
-      if (self.state !== "connected") {
-        if (self._wasConnected) self.stats.reconnects++;
-        self._wasConnected = true;
-        self._setState("connected");
-        self._emit("connected", {clientId: self.clientId, node: self.node});
-        if (session !== self._session) return;
-      }
+      if (!self._reached(session)) return;
       if (result.missed) self.stats.missed += result.missed;
       var messages = result.messages || [];
       for (var i = 0; i < messages.length && session === self._session; i++) self._dispatch(messages[i]);
       if (session !== self._session) return;
+      if (self.transport === "sse") return self._afterProbe(session);
       // a long poll answered empty long before its timeout was replaced by a newer poll of the same
       // client (another tab?) or its server is stopping: wait a little rather than take turns at full speed
       var early = !messages.length && timeout > 0 && now() - started < timeout * 500;
       self._earlyEmpty = early ? self._earlyEmpty + 1 : 0;
       self._schedule(session, early ? self._delay(self._earlyEmpty) : 0);
     });
+  };
+
+  /** A poll answered or a stream opened: the node works. False when a handler of "connected" ended the session. */
+  HiPush.prototype._reached = function (session) {
+    this._failures = 0;
+    this._badNode = null;
+    if (this.state !== "connected") {
+      if (this._wasConnected) this.stats.reconnects++;
+      this._wasConnected = true;
+      this._setState("connected");
+      this._emit("connected", {clientId: this.clientId, node: this.node});
+    }
+    return session === this._session;
+  };
+
+  // ---- the SSE stream ----------------------------------------------------------------------------
+  // EventSource shows no HTTP status: a stream that fails to open is followed by a zero-timeout poll (the probe),
+  // whose answer says why. A 401 fetches a new token, a 503 waits its Retry-After, no answer backs off and
+  // finds the node again, all as for a poll; a 200 means the stream itself cannot pass ("auto" then polls).
+
+  HiPush.prototype._eventSource = function () {
+    var transport = this.options.transport;
+    if (transport !== "auto" && transport !== "sse") return null;
+    return this.options.EventSource || (typeof root.EventSource === "function" ? root.EventSource : null);
+  };
+
+  /** Opens the stream once what was processed is acknowledged: a new stream hands out again what is not. */
+  HiPush.prototype._openStream = function (session) {
+    var self = this;
+    if (!this._ackPending || this._ackSending) return this._openStreamNow(session);
+    this._flushAck(false, function () {
+      if (session === self._session) self._openStreamNow(session);
+    });
+  };
+
+  HiPush.prototype._openStreamNow = function (session) {
+    var self = this, EventSourceClass = this._eventSource();
+    var params = {client_id: this.clientId, token: this.token, _: now().toString(36) + (jsonpCount++)};
+    var stream = this._stream = new EventSourceClass(this.node + "/comet/stream?" + query(params));
+    var opened = false, openTimer = setTimeout(failed, REQUEST_MARGIN);
+    this._streamOpenedAt = 0;
+    function current() {
+      return session === self._session && self._stream === stream;
+    }
+    function failed() {
+      clearTimeout(openTimer);
+      if (!current()) return;
+      self._closeStream();
+      if (opened) return self._afterStream(session);
+      self._poll(session);  // the probe
+    }
+    stream.onopen = function () {
+      if (!current()) return;
+      clearTimeout(openTimer);
+      opened = true;
+      self._streamOpenedAt = now();
+      self._streamFailures = 0;
+      self._reached(session);
+    };
+    stream.onmessage = function (event) {
+      if (!current()) return;
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      self._dispatch(message);
+      if (session === self._session) self._processed();
+    };
+    stream.addEventListener("missed", function (event) {
+      if (!current()) return;
+      try { self.stats.missed += JSON.parse(event.data).missed || 0; } catch (ignored) { /* not JSON */ }
+    });
+    stream.onerror = failed;  // ended (max age, revocation, a stopping node), cut, or refused
+  };
+
+  /** A stream that ended (its max age, a revoked token, a stopping node, a cut): connect again at once; after a
+   *  stream that lived less than minDelay, back off a little. */
+  HiPush.prototype._afterStream = function (session) {
+    this._earlyEmpty = now() - this._streamOpenedAt < this.options.minDelay ? this._earlyEmpty + 1 : 0;
+    this._schedule(session, this._earlyEmpty ? this._delay(this._earlyEmpty) : 0);
+  };
+
+  /** The probe answered: the node and token are fine, the stream is not. "auto" polls after a few of these. */
+  HiPush.prototype._afterProbe = function (session) {
+    this._streamFailures++;
+    if (this.options.transport === "auto" && this._streamFailures >= STREAM_FAILURES_BEFORE_POLL) {
+      this.transport = "poll";
+      this._unwatchPageHide();
+      this._emit("fallback", {from: "sse", to: "poll", reason: "the event stream did not open, a poll did"});
+      if (session === this._session) this._schedule(session, 0);
+      return;
+    }
+    this._schedule(session, this._delay(this._streamFailures));
+  };
+
+  HiPush.prototype._closeStream = function () {
+    if (!this._stream) return;
+    this._stream.onopen = this._stream.onmessage = this._stream.onerror = null;
+    this._stream.close();
+    this._stream = null;
+  };
+
+  /** A message's handlers returned: acknowledge within ACK_INTERVAL, or at once after ACK_EVERY messages. */
+  HiPush.prototype._processed = function () {
+    this._unacked++;
+    if (this._unacked >= ACK_EVERY) return this._flushAck(false);
+    this._armAckTimer();
+  };
+
+  HiPush.prototype._armAckTimer = function () {
+    var self = this;
+    if (this._ackTimer) return;
+    this._ackTimer = setTimeout(function () {
+      self._ackTimer = null;
+      self._flushAck(false);
+    }, ACK_INTERVAL);
+  };
+
+  /** POST /comet/ack of the last processed message, unless confirmed already; then done(). While one is under
+   *  way, the next waits for its answer. A failed one goes again with the next batch, or before the next stream.
+   *  `leaving`: the page or the connection goes away (disconnect(), page unload): a beacon where the browser has
+   *  sendBeacon, else a keepalive fetch or an XHR; nobody waits for the answer. */
+  HiPush.prototype._flushAck = function (leaving, done) {
+    var self = this, ack = this._ack, node = this.node || this.options.server;
+    if (this._ackTimer) clearTimeout(this._ackTimer);
+    this._ackTimer = null;
+    if (this.transport !== "sse" || !this._ackPending || ack === null || !this.clientId || !this.token ||
+        (this._ackSending && !leaving)) {
+      return done && done();
+    }
+    this._unacked = 0;
+    var params = {client_id: this.clientId, token: this.token, ack: ack};
+    if (leaving && root.navigator && root.navigator.sendBeacon && typeof Blob !== "undefined" &&
+        root.navigator.sendBeacon(node + "/comet/ack", new Blob([query(params)],
+          {type: "application/x-www-form-urlencoded"}))) {
+      return done && done();
+    }
+    this._ackSending = true;
+    this._fetch(node, "/comet/ack", params, 0, function (error) {
+      self._ackSending = false;
+      if (!error && ack === self._ack) self._ackPending = false;
+      if (error && !leaving) {
+        error.type = "ack";
+        self._emit("error", error);
+      }
+      if (!error && self._unacked >= ACK_EVERY) self._flushAck(false);  // more came meanwhile
+      else if (!error && self._unacked && !leaving) self._armAckTimer();
+      if (done) done();
+    }, "POST");
+  };
+
+  HiPush.prototype._watchPageHide = function () {
+    var self = this;
+    if (this._onPageHide || !root.addEventListener) return;
+    this._onPageHide = function () { self._flushAck(true); };
+    root.addEventListener("pagehide", this._onPageHide, false);
+  };
+
+  HiPush.prototype._unwatchPageHide = function () {
+    if (this._onPageHide && root.removeEventListener) root.removeEventListener("pagehide", this._onPageHide, false);
+    this._onPageHide = null;
   };
 
   HiPush.prototype._dispatch = function (message) {
@@ -361,6 +544,7 @@
   HiPush.prototype._stop = function () {
     if (this._timer) clearTimeout(this._timer);
     this._timer = null;
+    this._closeStream();
     if (this._request) this._request.abort();
     this._request = null;
   };
@@ -395,19 +579,19 @@
     });
   };
 
-  /** GET base + path; callback(error, result) once, unless aborted through the handle returned ({abort()}).
-   *  error = {status: HTTP status or 0, code, reason, retryAfter}. */
-  HiPush.prototype._fetch = function (base, path, params, timeoutMs, callback) {
+  /** GET (or `method` POST: a form body) base + path; callback(error, result) once, unless aborted through the
+   *  handle returned ({abort()}). error = {status: HTTP status or 0, code, reason, retryAfter}. */
+  HiPush.prototype._fetch = function (base, path, params, timeoutMs, callback, method) {
     var self = this, done = false, timer, makeRequest = this._requestMaker(base);
     if (makeRequest === jsonp && !pageLoaded()) {  // a <script> added before `load` holds the page loading for a whole poll
       var later = null, cancelled = false;
       afterLoad(function () {
-        if (!cancelled) later = self._fetch(base, path, params, timeoutMs, callback);
+        if (!cancelled) later = self._fetch(base, path, params, timeoutMs, callback, method);
       });
       return {abort: function () { cancelled = true; if (later) later.abort(); }};
     }
     params._ = now().toString(36) + (jsonpCount++);  // no cached answers
-    var request = makeRequest(base + path, params);
+    var request = makeRequest(base + path, params, method || "GET");
     function finish(error, result) {
       if (done) return;
       done = true;
@@ -430,8 +614,8 @@
     return {abort: function () { done = true; clearTimeout(timer); request.abort(); }};
   };
 
-  /** What makes the requests to `base`: the option's function, XHR; JSONP where XHR cannot reach another origin;
-   *  fetch() where there is no XHR at all (Node 18+, workers). */
+  /** What makes the requests to `base` (every one but the stream): the option's function, XHR; JSONP where XHR
+   *  cannot reach another origin; fetch() where there is no XHR at all (Node 18+, workers). */
   HiPush.prototype._requestMaker = function (base) {
     var transport = this.options.transport;
     if (typeof transport === "function") return transport;
@@ -442,7 +626,7 @@
     return sameOrigin(base) || corsCapable() ? xhr : jsonp;
   };
 
-  function xhr(url, params) {
+  function xhr(url, params, method) {
     var request = new XMLHttpRequest();
     return {
       start: function (done) {
@@ -452,8 +636,14 @@
           try { body = JSON.parse(request.responseText); } catch (ignored) { /* not JSON */ }
           done(request.status, body, retryAfterOf(request.status, request.getResponseHeader("Retry-After")));
         };
-        request.open("GET", url + "?" + query(params), true);
-        request.send(null);
+        if (method === "POST") {
+          request.open("POST", url, true);
+          request.setRequestHeader("Content-Type", "application/x-www-form-urlencoded");
+          request.send(query(params));
+        } else {
+          request.open("GET", url + "?" + query(params), true);
+          request.send(null);
+        }
       },
       abort: function () {
         request.onreadystatechange = noop;
@@ -469,11 +659,20 @@
     return seconds > 0 ? seconds : 0;
   }
 
-  function fetchRequest(url, params) {
+  function fetchRequest(url, params, method) {
     var controller = typeof AbortController !== "undefined" ? new AbortController() : null, aborted = false;
+    var init = controller ? {signal: controller.signal} : {};
+    if (method === "POST") {  // an acknowledgement: it may outlive the page (keepalive)
+      init.method = "POST";
+      init.keepalive = true;
+      init.headers = {"Content-Type": "application/x-www-form-urlencoded"};
+      init.body = query(params);
+    } else {
+      url += "?" + query(params);
+    }
     return {
       start: function (done) {
-        root.fetch(url + "?" + query(params), controller ? {signal: controller.signal} : {}).then(function (response) {
+        root.fetch(url, init).then(function (response) {
           return response.text().then(function (text) {
             var body = null;
             try { body = JSON.parse(text); } catch (ignored) { /* not JSON */ }

@@ -1,6 +1,6 @@
 // Types of hipush-js (hipush.js): the HiPush class, its options, events and messages.
 
-/** A message as a poll hands it out (SPEC §5). */
+/** A message as a poll or the SSE stream hands it out (SPEC §5). */
 interface HiPushMessageShape {
   /** The delivery id: what is acknowledged, deduplicated and reported by `clicked`. */
   id: number;
@@ -29,8 +29,10 @@ declare class HiPush {
   token: string | null;
   /** This device's id (appKey mode; kept in localStorage). */
   deviceId: string | null;
-  /** Base URL of the comet node being polled. */
+  /** Base URL of the comet node being polled or streamed from. */
   node: string | null;
+  /** What receives, once connect() chose: the SSE stream or the long poll ("auto" may fall back to it). */
+  readonly transport: "sse" | "poll" | null;
   readonly state: HiPush.State;
   readonly stats: HiPush.Stats;
 
@@ -40,10 +42,12 @@ declare class HiPush {
   on(event: "connected", handler: (this: HiPush, info: HiPush.ConnectedInfo) => void): this;
   on(event: "disconnected", handler: (this: HiPush, info: HiPush.DisconnectedInfo) => void): this;
   on(event: "error", handler: (this: HiPush, error: HiPush.Error) => void): this;
+  on(event: "fallback", handler: (this: HiPush, info: HiPush.FallbackInfo) => void): this;
   /** Removes one handler, or every handler of the event when `handler` is left out. */
   off(event: HiPush.EventName, handler?: (...args: any[]) => void): this;
 
-  /** Starts receiving: registers (appKey mode), fetches a token, finds the node, polls. */
+  /** Starts receiving: registers (appKey mode), fetches a token, finds the node, streams or polls. Throws for
+   *  transport "sse" without an EventSource. */
   connect(): this;
   /** Stops receiving; `connect()` starts again. */
   disconnect(): this;
@@ -56,7 +60,18 @@ declare class HiPush {
 declare namespace HiPush {
   type Message = HiPushMessageShape;
   type State = "disconnected" | "connecting" | "connected" | "reconnecting";
-  type EventName = "message" | "notification" | "connected" | "disconnected" | "error";
+  type EventName = "message" | "notification" | "connected" | "disconnected" | "error" | "fallback";
+  type TransportName = "auto" | "sse" | "xhr" | "jsonp" | "fetch";
+
+  /** What an EventSource constructor must offer the SDK (the browser's, or a polyfill's). */
+  interface EventSourceLike {
+    onopen: ((event: unknown) => void) | null;
+    onmessage: ((event: {data: string}) => void) | null;
+    onerror: ((event: unknown) => void) | null;
+    addEventListener(type: "missed", listener: (event: {data: string}) => void): void;
+    close(): void;
+  }
+  type EventSourceConstructor = new (url: string) => EventSourceLike;
 
   /** A request of a custom transport: start calls done once, asynchronously. */
   interface TransportRequest {
@@ -79,9 +94,13 @@ declare namespace HiPush {
     token?: string;
     /** Signed-token mode: fetches a fresh token (after a 401); call back with (error, token). */
     getToken?: (clientId: string, callback: (error: unknown, token?: string) => void) => void;
-    /** "auto" (XHR with CORS, JSONP where that is missing, fetch where there is no XHR: Node 18+, workers),
-     *  "xhr", "jsonp", "fetch", or a custom transport. */
-    transport?: "auto" | "xhr" | "jsonp" | "fetch" | Transport;
+    /** "auto": the SSE stream where EventSource exists, else the long poll (XHR with CORS, JSONP where that is
+     *  missing, fetch where there is no XHR: Node 18+, workers); a stream that does not open while polls
+     *  answer falls back to the poll ("fallback" event). "sse" (the stream only), "xhr", "jsonp", "fetch"
+     *  (the long poll), or a custom transport (long poll). */
+    transport?: TransportName | Transport;
+    /** The EventSource constructor to use (default the global one), e.g. a polyfill. */
+    EventSource?: EventSourceConstructor;
     /** Ask /service/hash which comet node to poll (default true); false polls `server`. */
     discover?: boolean;
     /** Seconds a poll may park on the server (default 30, at most 60). */
@@ -99,7 +118,7 @@ declare namespace HiPush {
   interface ResolvedOptions {
     server: string;
     appKey: string | null;
-    transport: "auto" | "xhr" | "jsonp" | "fetch" | Transport;
+    transport: TransportName | Transport;
     discover: boolean;
     pollTimeout: number;
     minDelay: number;
@@ -107,6 +126,7 @@ declare namespace HiPush {
     notify: boolean;
     notificationTitle: string | null;
     getToken: Options["getToken"] | null;
+    EventSource: EventSourceConstructor | null;
   }
 
   /** A notification's content, parsed: plain text, or JSON with title/body/url/image. */
@@ -137,8 +157,16 @@ declare namespace HiPush {
     reason: string;
   }
 
+  /** "auto" switched from the SSE stream to the long poll for this connection. */
+  interface FallbackInfo {
+    from: "sse";
+    to: "poll";
+    reason: string;
+  }
+
   interface Error {
-    /** What failed: "register", "token", "poll", "request", "click", "notification" or "handler". */
+    /** What failed: "register", "token", "poll" (also the probe after a stream that did not open), "ack" (a
+     *  POST /comet/ack over SSE), "request", "click", "notification" or "handler". */
     type: string;
     /** The HTTP status, 0 for no answer (or one the browser hides). */
     status: number;

@@ -9,9 +9,10 @@ var SERVER = "http://push.test";
 function fakeServer() {
   var pending = [];
   var all = [];
-  function transport(url, params) {
+  function transport(url, params, method) {
     var request = {
-      path: url.slice(SERVER.length), params: params, aborted: false, answered: false, done: null,
+      path: new URL(url).pathname, params: params,
+      method: method, aborted: false, answered: false, done: null,
       start: function (done) {
         request.done = done;
         pending.push(request);
@@ -58,7 +59,7 @@ function fakeServer() {
  *  timers are mocked (t.mock.timers.tick moves them): a backoff takes no time, and no request timeout is left
  *  running when the test ends. */
 function connected(t, options) {
-  t.mock.timers.enable({apis: ["setTimeout"]});
+  t.mock.timers.enable({apis: ["setTimeout", "Date"]});
   var server = fakeServer();
   var push = new HiPush(Object.assign({server: SERVER, appKey: "key", deviceId: "d1", discover: false,
     notify: false, transport: server.transport}, options));
@@ -67,6 +68,45 @@ function connected(t, options) {
     push.on(name, function (first) { events.push([name, first]); });
   });
   return {push: push, server: server, events: events};
+}
+
+/** An EventSource played by the test (the SDK's EventSource option): `streams` holds every one made, newest
+ *  last; open(), send(id, message), missed(n) and error() fire its events as a browser would. */
+function fakeEventSources() {
+  var streams = [];
+  function FakeEventSource(url) {
+    var stream = this, listeners = {};
+    var parsed = new URL(url);
+    this.url = url;
+    this.path = parsed.pathname;
+    this.params = Object.fromEntries(parsed.searchParams);
+    this.closed = false;
+    this.addEventListener = function (name, fn) { listeners[name] = fn; };
+    this.close = function () { stream.closed = true; };
+    this.open = function () { stream.onopen({}); };
+    this.send = function (message) { stream.onmessage({data: JSON.stringify(message), lastEventId: String(message.id)}); };
+    this.missed = function (n) { listeners.missed({data: JSON.stringify({missed: n})}); };
+    this.error = function () { stream.onerror({}); };
+    streams.push(this);
+  }
+  return {EventSource: FakeEventSource, streams: streams,
+    last: function () { return streams[streams.length - 1]; }};
+}
+
+/** A HiPush with transport "sse" on a fake server and fake EventSources: registered, with a token, its first
+ *  stream open. Its other requests go to the fake server (a test seam: the request maker is replaced). */
+function streaming(t, options) {
+  var sources = fakeEventSources();
+  var kit = connected(t, Object.assign({transport: "sse", EventSource: sources.EventSource}, options));
+  kit.push._requestMaker = function () { return kit.server.transport; };
+  kit.sources = sources;
+  kit.push.connect();
+  kit.server.next("/user/genId").ok({client_id: "c1"});
+  kit.server.next("/user/token").ok({client_id: "c1", token: "t1", expires_in: 604800});
+  if (kit.push.options.discover) kit.server.next("/service/hash").ok({ip: "10.0.0.1", port: 8080});
+  sources.last().open();
+  assert.equal(kit.push.state, "connected");
+  return kit;
 }
 
 /** Walks a new HiPush through registration, token and the first poll: it is connected. */
@@ -85,4 +125,4 @@ function message(id, content, msgType) {
 }
 
 module.exports = {HiPush: HiPush, SERVER: SERVER, fakeServer: fakeServer, connected: connected, started: started,
-  message: message};
+  streaming: streaming, message: message};
