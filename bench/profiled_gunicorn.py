@@ -8,10 +8,10 @@ exec(compile(Path(__file__).resolve().parent.parent.joinpath("gunicorn.conf.py")
              "exec"))
 
 _profiles = {}
-_settings_post_fork = post_fork  # noqa: F821 (gunicorn.conf.py's)
+_settings_post_fork = globals()["post_fork"]  # gunicorn.conf.py's
 
 
-def post_fork(server, worker):  # noqa: F811
+def post_fork(server, worker):
     _settings_post_fork(server, worker)
     _profiles[worker.pid] = profile = cProfile.Profile()
     profile.enable()
