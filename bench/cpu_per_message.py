@@ -13,7 +13,8 @@ machine changes the wall time, hardly the CPU time.
     .venv/bin/python -m bench.cpu_per_message --profile out.prof      # cProfile of worker 1 (pstats file)
 
 --profile runs the workers under bench/profiled_gunicorn.py (the same settings plus a cProfile per worker,
-written at its exit); profiling slows the workers, so its run's µs figure is not comparable.
+written at its exit); profiling slows the workers, so its run's µs figure is not comparable, but it prints
+the Python function calls per message, which the machine's load does not change.
 """
 import argparse
 import http.client
@@ -144,7 +145,12 @@ def main() -> None:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     if args.profile:
-        print(f"profile: {args.profile} (python -m pstats {args.profile})")
+        import pstats
+
+        total = args.warmup // args.clients * args.clients + args.runs * per_subscriber * args.clients
+        print(f"profile: {args.profile} (python -m pstats {args.profile}); worker 1 made "
+              f"{pstats.Stats(args.profile).total_calls / total:.0f} Python function calls per message "
+              "(its start-up included: compare runs of equal sizes)")
 
 
 if __name__ == "__main__":
