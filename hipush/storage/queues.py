@@ -276,15 +276,14 @@ class Queues:
     def enqueue(self, pipe, client_ids, raw_entry: str, online_only: bool) -> list:
         """Queues one entry for every client on a ScriptPipeline: one script call per slot (on one Redis
         server, one call for them all). Returns where the results will be, for `enqueued`."""
-        groups = {}  # slot -> positions in client_ids
+        groups = {}  # slot -> (positions in client_ids, their script keys); each client's keys built once
         for i, client_id in enumerate(client_ids):
-            groups.setdefault(self.pools.slot(keys.client_keys(client_id)["queue"]), []).append(i)
+            k = keys.client_keys(client_id)
+            positions, script_keys = groups.setdefault(self.pools.slot(k["queue"]), ([], []))
+            positions.append(i)
+            script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_id))
         calls = []
-        for positions in groups.values():
-            script_keys = []
-            for i in positions:
-                k = keys.client_keys(client_ids[i])
-                script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_ids[i]))
+        for positions, script_keys in groups.values():
             calls.append((len(pipe), positions))
             pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only), DELETED_EPOCH])
         return calls
