@@ -3,7 +3,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 import sqlalchemy as sa
 
 from hipush.storage import db
@@ -158,28 +157,3 @@ def test_a_version_3_database_gets_the_clicked_counters(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT sent, clicked FROM jobs")).one() == (5, 0)
     engine.dispose()
-
-
-def test_a_mariadb_connection_is_rolled_back_on_return_only_if_a_transaction_may_be_open(test_config):
-    """No ROLLBACK round trip after a committed engine.begin() (a publish batch's); a raw connection, whose
-    transactions SQLAlchemy does not see, still gets one."""
-    if not test_config.database_url.startswith("mysql"):
-        pytest.skip("MariaDB's pool only (HIPUSH_TEST_DATABASE_URL=mysql+pymysql://...)")
-    engine = db.make_engine(test_config.database_url)  # its own pool: used one call at a time, one connection
-
-    def rollbacks() -> int:  # this read's own transaction is rolled back after it, as every read's is
-        with engine.connect() as conn:
-            return int(conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_rollback'").one()[1])
-
-    try:
-        before = rollbacks()
-        for _ in range(3):
-            with engine.begin() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        assert rollbacks() == before + 1
-        raw = engine.raw_connection()
-        raw.cursor().execute("SELECT 1")
-        raw.close()
-        assert rollbacks() == before + 3
-    finally:
-        engine.dispose()
