@@ -200,36 +200,11 @@ def make_engine(url: str) -> sa.Engine:
         return engine
     if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-    from pymysql.constants.SERVER_STATUS import SERVER_STATUS_IN_TRANS  # here: the master imports no driver
-
     # A kept pool, not overflow connections opened and closed per burst: each new PyMySQL connection
     # builds a TLS context (~20 ms of CPU), which under load cost more than the queries. No pre-ping
     # (a round trip per checkout): a connection found dead fails its one call with 503 and SQLAlchemy
     # then replaces every connection of the pool; pool_recycle stays under MySQL's wait_timeout.
-    # A connection back in the pool is rolled back, unless its last transaction ended (committed or rolled
-    # back) and the server says none is open: after engine.begin() has committed, SQLAlchemy's default would
-    # spend a round trip on a ROLLBACK of nothing (one per publish batch). Anything else (a raw connection,
-    # a failed commit) is rolled back as before.
-    engine = sa.create_engine(parsed, pool_size=20, max_overflow=0, pool_timeout=10, pool_recycle=3600,
-                              pool_reset_on_return=None)
-
-    @event.listens_for(engine, "begin")
-    def _began(conn):
-        conn.info["transaction_ended"] = False
-
-    @event.listens_for(engine, "commit")
-    @event.listens_for(engine, "rollback")
-    def _ending(conn):
-        conn.info["transaction_ended"] = True
-
-    @event.listens_for(engine, "reset")
-    def _rollback_unless_ended(dbapi_conn, record, reset_state):
-        ended = record.info.pop("transaction_ended", False)
-        if reset_state.terminate_only or (ended and not dbapi_conn.server_status & SERVER_STATUS_IN_TRANS):
-            return
-        dbapi_conn.rollback()
-
-    return engine
+    return sa.create_engine(parsed, pool_size=20, max_overflow=0, pool_timeout=10, pool_recycle=3600)
 
 
 @contextlib.contextmanager
