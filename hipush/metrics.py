@@ -41,8 +41,14 @@ PUBLISH_TO_ACK_SECONDS = Histogram("hipush_publish_to_ack_seconds", "From a mess
 REDIS_ERRORS = Counter("hipush_redis_errors", "Calls answered 503 because Redis did not answer")
 DB_ERRORS = Counter("hipush_db_errors", "Calls answered 503 because the database did not answer")
 
-_request_seconds = {}  # endpoint -> its labelled histogram (labels() takes a lock and builds a tuple each time)
-_route_outcomes = {}
+_children = {}  # (metric, label values) -> its labelled child: labels() takes a lock and builds a tuple each time
+
+
+def _child(metric, *labels):
+    child = _children.get((metric, labels))
+    if child is None:
+        child = _children[(metric, labels)] = metric.labels(*labels)
+    return child
 
 
 def poll_began() -> None:
@@ -55,7 +61,7 @@ def poll_ended() -> None:
 
 
 def published(kind: str) -> None:
-    PUBLISHED.labels(kind).inc()
+    _child(PUBLISHED, kind).inc()
 
 
 def acked(queued_at_ms: list) -> None:
@@ -79,17 +85,11 @@ def expired(n: int) -> None:
 
 def route_delivery(terminal_type: str, outcome: str, n: int = 1) -> None:
     if n:
-        child = _route_outcomes.get((terminal_type, outcome))
-        if child is None:
-            child = _route_outcomes[(terminal_type, outcome)] = ROUTE_DELIVERIES.labels(terminal_type, outcome)
-        child.inc(n)
+        _child(ROUTE_DELIVERIES, terminal_type, outcome).inc(n)
 
 
 def request_done(endpoint: str, seconds: float) -> None:
-    child = _request_seconds.get(endpoint)
-    if child is None:
-        child = _request_seconds[endpoint] = REQUEST_SECONDS.labels(endpoint)
-    child.observe(seconds)
+    _child(REQUEST_SECONDS, endpoint).observe(seconds)
 
 
 def redis_error() -> None:

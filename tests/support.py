@@ -163,11 +163,12 @@ class Server:
         self.log_path = Path(env["HIPUSH_DATA_DIR"]) / f"gunicorn-{self.port}.log"
         self.process = None
         self.base = f"http://127.0.0.1:{self.port}"
+        self.config_file = "gunicorn.conf.py"  # bench/cpu_per_message.py --profile names another
 
     def start(self):
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", "-w", str(self.workers), "wsgi:app"],
+            [str(GUNICORN), "-c", self.config_file, "-w", str(self.workers), "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.own_session)
         try:
             wait_for(self._ready, timeout=40, message=f"server on port {self.port} (log: {self.log_path})")

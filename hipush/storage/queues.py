@@ -288,16 +288,15 @@ class Queues:
         server, one call for them all). Queueing an entry of the same delivery id again is a no-op at the
         clients that have it. Returns where the results will be, for `enqueued`."""
         delivery_id, now_ms = raw_entry.split("|", 1)[0], int(time.time() * 1000)
-        groups = {}  # slot -> positions in client_ids
+        groups = {}  # slot -> (positions in client_ids, their script keys); each client's keys built once
         for i, client_id in enumerate(client_ids):
-            groups.setdefault(self.pools.slot(keys.client_keys(client_id)["queue"]), []).append(i)
+            k = keys.client_keys(client_id)
+            positions, script_keys = groups.setdefault(self.pools.slot(k["queue"]), ([], []))
+            positions.append(i)
+            script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_id),
+                            keys.client_pushes(client_id))
         calls = []
-        for positions in groups.values():
-            script_keys = []
-            for i in positions:
-                k = keys.client_keys(client_ids[i])
-                script_keys += (k["queue"], k["online"], k["missed"], keys.client_meta(client_ids[i]),
-                                keys.client_pushes(client_ids[i]))
+        for positions, script_keys in groups.values():
             calls.append((len(pipe), positions))
             pipe.script(self._enqueue, script_keys, [raw_entry, self.queue_length, int(online_only), DELETED_EPOCH,
                                                      delivery_id, now_ms, PUSHES_KEPT_MS])

@@ -37,6 +37,12 @@ class ConsoleSessions(SecureCookieSessionInterface):
         forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         return request.is_secure or forwarded == "https"
 
+    def open_session(self, app, request):
+        """Outside /console no browser sends the cookie (its path): no serializer to build, nothing to save."""
+        if not request.path.startswith(bp.url_prefix):
+            return None  # Flask gives the request a null session
+        return super().open_session(app, request)
+
 
 def init_app(app, secret_key: str) -> None:
     app.secret_key = hmac.new(secret_key.encode(), b"hipush console session", hashlib.sha256).hexdigest()
