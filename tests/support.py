@@ -14,6 +14,8 @@ from pathlib import Path
 import redis
 import requests
 from redis.cluster import RedisCluster
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from bench.systems import wait_until
 from hipush.storage.embedded import _redis_server_binary
@@ -254,9 +256,16 @@ def pushes_of_job(store, job_id) -> list:
 class Api:
     """Calls hipush over HTTP like an app backend or a client would."""
 
+    # gunicorn closes a keep-alive connection after 2 idle seconds; a GET sent on it at that moment meets a
+    # closed socket ("Remote end closed connection without response", nothing was processed) and, as a browser
+    # would, is sent once more on a new connection
+    KEEPALIVE_RACE = Retry(total=1, connect=0, read=1, status=0, redirect=0, other=0, allowed_methods={"GET"},
+                           raise_on_status=False)
+
     def __init__(self, base: str):
         self.base = base
         self.http = requests.Session()
+        self.http.mount("http://", HTTPAdapter(max_retries=self.KEEPALIVE_RACE))
 
     def call(self, path, params=(), app=None, method="GET", **kwargs):
         pairs = list(params.items()) if isinstance(params, dict) else list(params)

@@ -64,13 +64,14 @@ class Installation:
                 if not self._holds_hipush_keys() or self.store.predates_installation():
                     self._adopt()
                 held = self.held()  # or another node adopted it meanwhile (an identity comes before other keys)
+            identity = self.identity  # read from the database
         except (redis.ConnectionError, redis.TimeoutError, sa.exc.OperationalError) as error:
             if not unreachable_ok:
                 raise
             log.warning("Redis %s or database %s does not answer (%s): which installation the Redis belongs to "
                         "is checked once both do", self.redis_url, self.database_url, error)
             return
-        if held != self.identity:
+        if held != identity:
             raise InstallationMismatch(self._refusal(held))
 
     def keep(self) -> None:
