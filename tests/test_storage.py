@@ -92,12 +92,39 @@ def test_a_newer_poll_unblocks_the_older_where_it_is_parked(seam):
             assert step.poller == me
             ops.unblock(step.poller)
             waiter.join(10)
-            assert not waiter.is_alive() and steps[0].poller == newer.poller_id(2) and not steps[0].moved
+            assert not waiter.is_alive() and steps[0].poller == newer.poller_id(2)
         finally:
             newer.release()
     finally:
         waiter.join(30)
         older.release()
+
+
+def test_a_message_that_wakes_a_replaced_poll_stays_queued_for_the_newer_one(seam):
+    """The newer poll's CLIENT UNBLOCK can miss the older one (not parked yet); a message that then wakes the
+    older one is left in the queue, where the newer poll's wait finds it at once, not after its timeout."""
+    ops = queues.Queues(seam, queue_length=10)
+    client_id, now = uuid.uuid4().hex, int(time.time() * 1000)
+    older, newer = ops.hold(client_id), ops.hold(client_id)
+    try:
+        ops.begin_poll(older, client_id, older.poller_id(1), None, now, 10, 60_000, 1000)
+        steps = []
+        waiter = threading.Thread(target=lambda: steps.append(
+            ops.wait_and_take(older, client_id, older.poller_id(1), 30, now, 10, 1000)))
+        waiter.start()
+        wait_for(lambda: _blocked(seam, older), message="the older poll to park")
+        ops.begin_poll(newer, client_id, newer.poller_id(2), None, now, 10, 60_000, 1000)  # its unblock is lost
+        pipe = seam.pipeline()
+        ops.enqueue(pipe, [client_id], queues.entry(5, 7, LATER, "{}"), False)
+        pipe.execute()
+        waiter.join(10)
+        assert not waiter.is_alive() and steps[0].poller == newer.poller_id(2) and steps[0].entries == []
+        assert ops.states([client_id]) == [(True, 1, 0)]  # still queued, not moved in flight by the older wait
+        step = ops.wait_and_take(newer, client_id, newer.poller_id(2), 30, now, 10, 1000)
+        assert [queues.delivery_id(e) for e in step.entries] == ["5"]
+    finally:
+        older.release()
+        newer.release()
 
 
 def _blocked(seam, conn) -> bool:

@@ -138,8 +138,6 @@ class Comet:
                     conn, client_id, me, min(heartbeat, remaining), now_ms(), STREAM_WINDOW, online_ms, cursor, epoch,
                     before=counts.take(), full=in_flight >= STREAM_WINDOW)
                 if step.ended:
-                    if step.moved:  # the newer poll or stream hands out what this wait moved into inflight
-                        self._unblock(step.poller)
                     break
                 self._count(step, counts)
                 in_flight = step.in_flight
@@ -188,11 +186,7 @@ class Comet:
                                                 before=counts.take())
             self._count(step, counts)
             missed += step.missed
-            if step.poller != me:
-                # a newer poll replaced this one; if the wait moved a message into inflight,
-                # wake the newer poll so it hands it out now rather than at its timeout
-                if step.moved:
-                    self._unblock(step.poller)
+            if step.poller != me:  # a newer poll replaced this one (and finds in the queue what woke this one)
                 self._send(conn, counts)
                 return {"app_id": app_id, "messages": [], "missed": missed}
             ended = step.ended

@@ -2,9 +2,12 @@
 
 Each client has two Redis lists: `queue` (published, not yet handed out) and
 `inflight` (handed to a poll or a stream, not yet acknowledged). Messages only ever move
-between them inside Redis (a Lua script or BLMOVE), so a message popped for a
-poll whose client vanished is still in `inflight` and is handed out again on
-the next poll. `ack=ID` drops `inflight` up to and including ID.
+between them inside a Lua script, so a message popped for a poll whose client vanished is
+still in `inflight` and is handed out again on the next poll. `ack=ID` drops `inflight` up to
+and including ID. A parked poll waits with BLMOVE from `queue` to itself: it wakes when a message
+comes but moves nothing, so a poll that a newer one replaced while it waited leaves the message
+in `queue`, where the newer one's wait finds it whenever it parks (a CLIENT UNBLOCK could reach it
+before it parked, and be lost).
 
 An entry is "delivery_id|job_id|expires_ms|json", the JSON being the message
 exactly as the poll answer shows it. Scripts hand back only "delivery_id|job_id"
@@ -263,7 +266,6 @@ class PollStep:
     auth: str = "ok"  # begin with an epoch: "ok", "missing" (no cached epoch) or "revoked"
     app_id: int = None  # begin with an epoch: the client's app
     ended: bool = False  # take: the step ended the poll (a stream's: another one replaced it, or it was revoked)
-    moved: bool = False  # take: its wait moved a message into inflight
     acked_at: list = field(default_factory=list)  # begin, ack: unix ms each acked message was queued at (0: unknown)
     in_flight: int = 0  # a stream's take: entries in flight after it
 
@@ -383,30 +385,26 @@ class Queues:
                         acked_at=acked_at)
 
     def wait_and_take(self, conn, client_id, me, timeout: float, now_ms, limit, grace_ms, before=()) -> PollStep:
-        """Parks on the queue, then takes what waits if `me` is still the client's poll, in one write: the
-        wait moves the first message into inflight atomically, the take hands it out with any that followed.
+        """Parks on the queue, then takes what waits if `me` is still the client's poll, in one write.
         `before`: commands sent ahead of the wait (their replies are dropped; on a cluster, on their own)."""
         k = keys.client_keys(client_id)
-        wait = ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT", timeout)
-        moved, reply = self._wait_then(conn, wait, self._take, [k["queue"], k["inflight"], k["missed"], k["poller"],
+        _, reply = self._wait_then(conn, _wait_for(k["queue"], timeout), self._take, [k["queue"], k["inflight"], k["missed"], k["poller"],
                                                                 k["online"]], [me, now_ms, limit, grace_ms], before)
         current, expired, entries, missed, ended = reply
-        return PollStep(entries, [], expired, missed, current.decode(), ended=bool(ended), moved=moved is not None)
+        return PollStep(entries, [], expired, missed, current.decode(), ended=bool(ended))
 
     def wait_and_stream(self, conn, client_id, me, timeout: float, now_ms, window, online_ms, cursor, epoch,
                         before=(), full=False) -> PollStep:
         """A stream's step: parks on the queue (a `full` window: on the wake list, until an ack), then hands
         out what is in flight after `cursor` and what the window takes from the queue, in one write."""
         k = keys.client_keys(client_id)
-        wait = ("BLPOP", k["wake"], timeout) if full else ("BLMOVE", k["queue"], k["inflight"], "LEFT", "RIGHT",
-                                                            timeout)
-        moved, reply = self._wait_then(
+        wait = ("BLPOP", k["wake"], timeout) if full else _wait_for(k["queue"], timeout)
+        _, reply = self._wait_then(
             conn, wait, self._stream_take,
             [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"], keys.client_meta(client_id), k["wake"]],
             [me, now_ms, window, online_ms, cursor, epoch], before)
         if reply[0] != b"ok":
-            return PollStep(poller=reply[1].decode(), auth="revoked" if reply[0] == b"revoked" else "ok", ended=True,
-                            moved=moved is not None and not full)
+            return PollStep(poller=reply[1].decode(), auth="revoked" if reply[0] == b"revoked" else "ok", ended=True)
         _, current, expired, entries, missed, in_flight = reply
         return PollStep(entries, [], expired, missed, current.decode(), in_flight=in_flight)
 
@@ -437,3 +435,8 @@ class Queues:
     def end_poll(self, conn, client_id, me, grace_ms) -> None:
         k = keys.client_keys(client_id)
         self._end(keys=[k["poller"], k["online"]], args=[me, grace_ms], client=conn)
+
+
+def _wait_for(queue: str, timeout: float) -> tuple:
+    """Blocks until `queue` holds a message, moving nothing: BLMOVE of its head back onto its head."""
+    return ("BLMOVE", queue, queue, "LEFT", "LEFT", timeout)
