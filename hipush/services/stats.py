@@ -46,11 +46,17 @@ class Stats:
 
     def count(self, field: str, push_id: int, job_id, n: int, pipe=None) -> None:
         """Counts n (may be negative: a correction) of `field` for a push and its job, on `pipe` if given."""
-        if n:
-            increments = {("push", push_id): {field: n}}
-            if job_id:
-                increments[("job", job_id)] = {field: n}
-            self._add(increments, pipe)
+        self.count_each(field, [(push_id, job_id, n)], pipe)
+
+    def count_each(self, field: str, counts, pipe=None) -> None:
+        """count() of each (push id, job id, n), in one round trip."""
+        increments = defaultdict(Counter)
+        for push_id, job_id, n in counts:
+            if n:
+                increments[("push", push_id)][field] += n
+                if job_id:
+                    increments[("job", job_id)][field] += n
+        self._add(increments, pipe)
 
     def totals(self, kind: str, row_id: int) -> dict:
         """SQL's flushed counts plus what Redis holds that SQL does not have yet."""
