@@ -247,14 +247,14 @@ class ClientBehaviourTest {
                 ? new Object[] {200, n == 1 ? first : ": heartbeat\n\n", null, HOLD}
                 : request.path.equals("/comet/ack") ? ok("\"OK\"") : ok(messages()));
         HiPushClient client = polling(stub.base).transport(HiPushClient.Transport.SSE).build();
-        final List<Long> processing = new CopyOnWriteArrayList<Long>();
+        final List<Long> ackedEarly = new CopyOnWriteArrayList<Long>();  // acknowledged before the listener returned
         Inbox inbox = new Inbox() {
             @Override
             public void onMessage(HiPushMessage message) {
-                // nothing is acknowledged before the listener returned
                 List<Seen> acks = stub.seen("/comet/ack");
-                assertTrue(acks.isEmpty() || Long.parseLong(acks.get(acks.size() - 1).params.get("ack")) < message.id());
-                processing.add(message.id());
+                if (!acks.isEmpty() && Long.parseLong(acks.get(acks.size() - 1).params.get("ack")) >= message.id()) {
+                    ackedEarly.add(message.id());
+                }
                 super.onMessage(message);
             }
         };
@@ -279,7 +279,7 @@ class ClientBehaviourTest {
         assertEquals(Arrays.asList(CLIENT_ID, "t1"), Arrays.asList(stub.seen("/comet/stream").get(0).params.get("client_id"),
                 stub.seen("/comet/stream").get(0).params.get("token")));
         assertEquals(Arrays.asList(150L, 0L, 3L), Arrays.asList(client.received(), client.duplicates(), client.missed()));
-        assertEquals(150, processing.size());
+        assertEquals(new ArrayList<Long>(), ackedEarly);
         client.disconnect();  // its poll ends the stream
         assertEquals(HiPushClient.State.DISCONNECTED, client.state());
         assertEquals(1, stub.polls().size());
