@@ -1,8 +1,8 @@
 """The Java kit (clients/java): `make java` builds its jar and its JUnit 5 tests; here they run once, in one JVM,
 against a real hipush (the session's server, and a server of their own that the backoff scenario stops and
 starts through a small control endpoint); each conformance scenario of tests/conformance.py is reported as a
-test of its own, over the long poll (ConformanceTest) and over the SSE stream (SseConformanceTest). And the issue's "done when": a three-line program compiled against the jar receives a push
-sent by HiPushAdmin."""
+test of its own, over the long poll (ConformanceTest) and over the SSE stream (SseConformanceTest). And the
+issue's "done when": a three-line program compiled against the jar receives a push sent by HiPushAdmin."""
 import subprocess
 import threading
 import xml.etree.ElementTree as ET

@@ -49,7 +49,7 @@ public final class HiPushClient {
     // a stream silent for this long is dead: the server sends a heartbeat every 25 s (HIPUSH_STREAM_HEARTBEAT)
     private static final int STREAM_READ_TIMEOUT_MS = 60000;
     private static final int ACK_EVERY = 100;  // over SSE: messages processed that are acknowledged at once
-    private static final long ACK_INTERVAL_MS = 1000;  // over SSE: how long a processed message waits at most for its ack
+    private static final long ACK_INTERVAL_MS = 1000;  // over SSE: the longest a processed message waits for its ack
     private static final Random RANDOM = new SecureRandom();
 
     private final String server;
@@ -405,7 +405,8 @@ public final class HiPushClient {
         }
         // a long poll answered empty long before its timeout was replaced by a newer poll of the same
         // client, or its server is stopping
-        endedEarly(mine, messages.isEmpty() && timeout > 0 && System.currentTimeMillis() - started < timeout * 500L);
+        endedEarly(mine,
+                messages.isEmpty() && timeout > 0 && System.currentTimeMillis() - started < timeout * 500L);
     }
 
     /** One stream: opened (after the acknowledgement of what was processed: a new stream hands out again what is
@@ -622,7 +623,8 @@ public final class HiPushClient {
             if (ack == null || clientId == null || token == null) {
                 return;
             }
-            String form = Signing.formEncode(Http.pairs("client_id", clientId, "token", token, "ack", Long.toString(ack)));
+            String form = Signing.formEncode(Http.pairs("client_id", clientId, "token", token,
+                    "ack", Long.toString(ack)));
             Http.legacyResult(Http.exchange((node != null ? node : server) + "/comet/ack", form, null, connectTimeoutMs,
                     REQUEST_MARGIN_MS, null));
             confirmAck(ack);

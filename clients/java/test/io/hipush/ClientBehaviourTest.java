@@ -274,11 +274,13 @@ class ClientBehaviourTest {
             long id = Long.parseLong(ack.params.get("ack"));
             assertTrue(id > previous, "cumulative, rising: " + id + " after " + previous);
             previous = id;
-            assertEquals(Arrays.asList(CLIENT_ID, "t1"), Arrays.asList(ack.params.get("client_id"), ack.params.get("token")));
+            assertEquals(Arrays.asList(CLIENT_ID, "t1"),
+                    Arrays.asList(ack.params.get("client_id"), ack.params.get("token")));
         }
-        assertEquals(Arrays.asList(CLIENT_ID, "t1"), Arrays.asList(stub.seen("/comet/stream").get(0).params.get("client_id"),
-                stub.seen("/comet/stream").get(0).params.get("token")));
-        assertEquals(Arrays.asList(150L, 0L, 3L), Arrays.asList(client.received(), client.duplicates(), client.missed()));
+        Seen stream = stub.seen("/comet/stream").get(0);
+        assertEquals(Arrays.asList(CLIENT_ID, "t1"), Arrays.asList(stream.params.get("client_id"), stream.params.get("token")));
+        assertEquals(Arrays.asList(150L, 0L, 3L),
+                Arrays.asList(client.received(), client.duplicates(), client.missed()));
         assertEquals(new ArrayList<Long>(), ackedEarly);
         client.disconnect();  // its poll ends the stream
         assertEquals(HiPushClient.State.DISCONNECTED, client.state());
@@ -300,7 +302,8 @@ class ClientBehaviourTest {
         assertEquals(Arrays.asList("t1", "t1", "t2"), Arrays.asList(streams.get(0).params.get("token"),
                 streams.get(1).params.get("token"), streams.get(2).params.get("token")));
         assertTrue((streams.get(1).nanos - streams.get(0).nanos) / 1e6 >= 1000, "waited the Retry-After second");
-        assertEquals(Arrays.asList(503, 401), Arrays.asList(inbox.errors.get(0).httpStatus(), inbox.errors.get(1).httpStatus()));
+        assertEquals(Arrays.asList(503, 401),
+                Arrays.asList(inbox.errors.get(0).httpStatus(), inbox.errors.get(1).httpStatus()));
         assertEquals(0, client.reconnects());  // never connected before
         client.disconnect();
         List<String> acks = new ArrayList<String>();  // the poll that ended the stream, or the POST after, has it
