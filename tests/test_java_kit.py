@@ -1,8 +1,8 @@
 """The Java kit (clients/java): `make java` builds its jar and its JUnit 5 tests; here they run once, in one JVM,
 against a real hipush (the session's server, and a server of their own that the backoff scenario stops and
 starts through a small control endpoint); each conformance scenario of tests/conformance.py is reported as a
-test of its own. And the issue's "done when": a three-line program compiled against the jar receives a push
-sent by HiPushAdmin."""
+test of its own, over the long poll (ConformanceTest) and over the SSE stream (SseConformanceTest). And the
+issue's "done when": a three-line program compiled against the jar receives a push sent by HiPushAdmin."""
 import subprocess
 import threading
 import xml.etree.ElementTree as ET
@@ -77,21 +77,27 @@ def short_trace(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if "org.junit" not in line and "java.base/" not in line)
 
 
+CONFORMANCE_CLASSES = {"poll": "ConformanceTest", "sse": "SseConformanceTest"}  # by HiPushClient.Transport
+
+
+@pytest.mark.parametrize("transport", list(CONFORMANCE_CLASSES))
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_java_conformance(junit_results, scenario):
-    name = ("ConformanceTest", f"{camel_case(scenario)}()")
+def test_java_conformance(junit_results, scenario, transport):
+    name = (CONFORMANCE_CLASSES[transport], f"{camel_case(scenario)}()")
     assert name in junit_results, f"no JUnit test {name[0]}.{name[1]} for the scenario {scenario!r}"
     assert junit_results[name] is None, junit_results[name]
 
 
 def test_java_admin_client_rules_signing_and_json(junit_results):
-    others = {name: outcome for name, outcome in junit_results.items() if name[0] != "ConformanceTest"}
+    others = {name: outcome for name, outcome in junit_results.items()
+              if name[0] not in CONFORMANCE_CLASSES.values()}
     assert {cls for cls, _ in others} == {"AdminTest", "ClientBehaviourTest", "SigningTest"}
     assert {name: outcome for name, outcome in others.items() if outcome is not None} == {}
 
 
-def test_every_java_conformance_test_is_a_scenario(junit_results):
-    methods = {method for cls, method in junit_results if cls == "ConformanceTest"}
+@pytest.mark.parametrize("cls", list(CONFORMANCE_CLASSES.values()))
+def test_every_java_conformance_test_is_a_scenario(junit_results, cls):
+    methods = {method for name, method in junit_results if name == cls}
     assert methods == {f"{camel_case(s)}()" for s in SCENARIOS}
 
 

@@ -1,5 +1,6 @@
 package io.hipush;
 
+import java.io.IOException;
 import java.net.HttpURLConnection;
 import java.security.SecureRandom;
 import java.util.ArrayList;
@@ -7,28 +8,37 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Timer;
+import java.util.TimerTask;
 
 /**
- * Receives pushes over the comet long poll (SPEC §5, docs/PROTOCOL.md), as the JavaScript SDK does.
+ * Receives pushes over the comet long poll or the SSE stream (SPEC §5, docs/PROTOCOL.md), as the JavaScript SDK
+ * does.
  *
  * <pre>
  * HiPushClient client = HiPushClient.builder("https://push.example.com", APP_KEY).deviceId("d1").build();
  * client.setListener(new HiPushListener() {
  *     public void onMessage(HiPushMessage m) { System.out.println(m.content()); }
  * });
- * client.connect();      // polls on a thread of its own; client.disconnect() stops it
+ * client.connect();      // receives on a thread of its own; client.disconnect() stops it
  * </pre>
  *
  * <p>Connecting registers the device (/user/genId), fetches a token (/user/token), asks /service/hash which
- * comet node to poll, then polls it. Every message is acknowledged with the next poll after the listener
- * returned; a message that comes again (same id) is dropped. A failure is retried after a jittered
- * exponential backoff (never sooner than a 503's or 429's Retry-After) against a freshly discovered node;
- * a 401 fetches a new token first. State: DISCONNECTED, CONNECTING, CONNECTED, RECONNECTING.
+ * comet node to use, then polls it (Transport.POLL, the default) or keeps a stream open from it (Transport.SSE:
+ * GET /comet/stream, each message an event; far fewer requests). A message is acknowledged once the listener
+ * returned: with the next poll, or over SSE by POST /comet/ack in batches (within a second, at once every 100
+ * messages, before a new stream and on disconnect()). A message that comes again (same id) is dropped. A stream
+ * that ends (the server's HIPUSH_STREAM_MAX_AGE, a stopping node) is opened again at once. A failure is retried
+ * after a jittered exponential backoff (never sooner than a 503's or 429's Retry-After) against a freshly
+ * discovered node; a 401 fetches a new token first. State: DISCONNECTED, CONNECTING, CONNECTED, RECONNECTING.
  */
 public final class HiPushClient {
-    /** DISCONNECTED until connect(); CONNECTING until the first poll answers; CONNECTED; RECONNECTING after a
-     *  failure of a connected client, until a poll answers again. */
+    /** DISCONNECTED until connect(); CONNECTING until the first poll answers (or stream opens); CONNECTED;
+     *  RECONNECTING after a failure of a connected client, until a poll answers (or a stream opens) again. */
     public enum State { DISCONNECTED, CONNECTING, CONNECTED, RECONNECTING }
+
+    /** How messages come: POLL, the long poll (GET /comet/poll); SSE, one stream kept open (GET /comet/stream). */
+    public enum Transport { POLL, SSE }
 
     /** Signed-token apps: fetches a fresh token for the client (from the app's backend) after a 401. */
     public interface TokenFetcher {
@@ -36,6 +46,10 @@ public final class HiPushClient {
     }
 
     private static final int REQUEST_MARGIN_MS = 15000;  // a poll's read timeout beyond its poll timeout
+    // a stream silent for this long is dead: the server sends a heartbeat every 25 s (HIPUSH_STREAM_HEARTBEAT)
+    private static final int STREAM_READ_TIMEOUT_MS = 60000;
+    private static final int ACK_EVERY = 100;  // over SSE: messages processed that are acknowledged at once
+    private static final long ACK_INTERVAL_MS = 1000;  // over SSE: the longest a processed message waits for its ack
     private static final Random RANDOM = new SecureRandom();
 
     private final String server;
@@ -44,6 +58,7 @@ public final class HiPushClient {
     private final Map<String, String> registration;
     private final TokenFetcher tokenFetcher;
     private final boolean discover;
+    private final Transport transport;
     private final int pollTimeout;
     private final long minDelayMs;
     private final long maxDelayMs;
@@ -55,10 +70,15 @@ public final class HiPushClient {
     };
     private volatile String clientId;
     private volatile String token;
-    private volatile String node;  // base URL of the comet node being polled
+    private volatile String node;  // base URL of the comet node being polled or streamed from
     private volatile State state = State.DISCONNECTED;
     private volatile int session;  // bumped by connect() and disconnect(): a stale loop sees a newer one
-    private volatile HttpURLConnection request;  // the request under way, to abort it
+    private volatile HttpURLConnection request;  // the request under way, to abort it (not an open stream)
+    private final Http.Watcher requestTracker = new Http.Watcher() {
+        public void opened(HttpURLConnection connection) {
+            request = connection;
+        }
+    };
     private volatile Thread pollThread;
     private final Object sleeper = new Object();
 
@@ -68,10 +88,13 @@ public final class HiPushClient {
     private String badNode;  // the node whose poll failed last: discovery avoids it once
     private boolean wasConnected;
 
-    // the acknowledgement, shared with disconnect()
+    // the acknowledgement, shared with disconnect() and (over SSE) the ack timer; guarded by seen
     private long lastAck;
     private boolean ackPending;
+    private int unsentAcks;  // over SSE: messages processed since the last POST /comet/ack
+    private boolean ackTimerArmed;
     private final LinkedHashMap<Long, Boolean> seen;
+    private final Object ackSender = new Object();  // one POST /comet/ack at a time
 
     private volatile long received;
     private volatile long duplicates;
@@ -88,6 +111,7 @@ public final class HiPushClient {
         this.clientId = b.clientId;
         this.token = b.token;
         this.discover = b.discover;
+        this.transport = b.transport;
         this.pollTimeout = b.pollTimeout;
         this.minDelayMs = b.minDelayMs;
         this.maxDelayMs = b.maxDelayMs;
@@ -153,7 +177,11 @@ public final class HiPushClient {
         return missed;
     }
 
-    /** Starts polling on a thread of its own (does nothing unless DISCONNECTED). */
+    public Transport transport() {
+        return transport;
+    }
+
+    /** Starts receiving on a thread of its own (does nothing unless DISCONNECTED). */
     public synchronized void connect() {
         if (state != State.DISCONNECTED) {
             return;
@@ -171,16 +199,18 @@ public final class HiPushClient {
             public void run() {
                 loop(mine);
             }
-        }, "hipush-poll");
+        }, transport == Transport.SSE ? "hipush-stream" : "hipush-poll");
         thread.setDaemon(daemon);
         pollThread = thread;
         thread.start();
     }
 
     /**
-     * Stops polling: ends the poll parked on the server (a poll with timeout 0 that carries the acknowledgement),
-     * waits (up to 10 s) for a running listener call to return and sends the acknowledgement of what it
-     * processed. Called from a listener, it returns at once and the polling thread does the rest.
+     * Stops receiving: ends the poll parked on the server, or the open stream, by a poll with timeout 0 that
+     * carries the acknowledgement (a newer poll of the client ends either at once; closing a stream's connection
+     * would wait for the read under way), waits (up to 10 s) for a running listener call to return and sends the
+     * acknowledgement of what it processed. Called from a listener, it returns at once and the receiving thread
+     * does the rest.
      */
     public void disconnect() {
         boolean wasConnectedNow;
@@ -209,7 +239,7 @@ public final class HiPushClient {
             });
         }
         if (thread != null && thread != Thread.currentThread()) {
-            finalPoll(true);  // a newer poll answers a parked one at once: the polling thread need not wait for it
+            finalPoll(true);  // a newer poll ends a parked poll or a stream at once: the thread need not wait for it
             try {
                 thread.join(10000);
             } catch (InterruptedException e) {
@@ -235,9 +265,13 @@ public final class HiPushClient {
         }
     }
 
-    // ------------------------------------------------ the connection: register, token, node, poll
+    // ------------------------------------------------ the connection: register, token, node, poll or stream
 
     private void loop(int mine) {
+        Timer ackTimer = transport == Transport.SSE ? new Timer("hipush-ack", true) : null;
+        synchronized (seen) {
+            ackTimerArmed = false;  // a timer of an earlier connection may have been cancelled armed
+        }
         while (session == mine) {
             boolean polling = false;
             try {
@@ -249,7 +283,11 @@ public final class HiPushClient {
                     node = discoverNode();
                 } else {
                     polling = true;
-                    poll(mine);
+                    if (ackTimer != null) {
+                        stream(mine, ackTimer);
+                    } else {
+                        poll(mine);
+                    }
                 }
             } catch (HiPushException e) {
                 if (session == mine) {
@@ -261,7 +299,13 @@ public final class HiPushClient {
                 }
             }
         }
-        finalPoll(false);  // the acknowledgement of what the listener processed since
+        // the acknowledgement of what the listener processed since
+        if (ackTimer != null) {
+            ackTimer.cancel();
+            sendStreamAckReporting();
+        } else {
+            finalPoll(false);
+        }
     }
 
     private void register() throws HiPushException {
@@ -345,25 +389,7 @@ public final class HiPushClient {
         if (ack != null) {
             confirmAck(ack);
         }
-        failures = 0;
-        badNode = null;
-        if (state != State.CONNECTED) {
-            synchronized (this) {
-                if (session != mine) {
-                    return;
-                }
-                if (wasConnected) {
-                    reconnects++;
-                }
-                wasConnected = true;
-                state = State.CONNECTED;
-            }
-            emit(new Emitter() {
-                public void call(HiPushListener l) {
-                    l.onConnected();
-                }
-            });
-        }
+        reached(mine);
         Map<String, Object> answer = Http.asMap(result);
         if (answer.get("missed") instanceof Number) {
             missed += ((Number) answer.get("missed")).longValue();
@@ -378,8 +404,88 @@ public final class HiPushClient {
             }
         }
         // a long poll answered empty long before its timeout was replaced by a newer poll of the same
-        // client, or its server is stopping: wait a little rather than take turns at full speed
-        boolean early = messages.isEmpty() && timeout > 0 && System.currentTimeMillis() - started < timeout * 500L;
+        // client, or its server is stopping
+        endedEarly(mine,
+                messages.isEmpty() && timeout > 0 && System.currentTimeMillis() - started < timeout * 500L);
+    }
+
+    /** One stream: opened (after the acknowledgement of what was processed: a new stream hands out again what is
+     *  not acknowledged), read until it ends or is cut. */
+    private void stream(int mine, Timer ackTimer) throws HiPushException {
+        try {
+            sendStreamAck();
+        } catch (HiPushException e) {
+            // not told: the stream's own answer says what is wrong, if anything, and what stays unacknowledged
+            // comes again and is dropped as seen
+        }
+        String url = node + "/comet/stream?" + Signing.formEncode(Http.pairs("client_id", clientId, "token", token));
+        HttpURLConnection connection = Http.openStream(url, connectTimeoutMs, STREAM_READ_TIMEOUT_MS, requestTracker);
+        try {
+            synchronized (this) {  // disconnect() now ends the stream by a poll, not by closing it
+                request = null;
+                if (session != mine) {
+                    return;
+                }
+            }
+            long opened = System.currentTimeMillis();
+            reached(mine);
+            EventStream events = new EventStream(connection.getInputStream());
+            for (EventStream.Event event; session == mine && (event = events.next()) != null; ) {
+                streamEvent(event, ackTimer);
+            }
+            // ended by the server (its max age, a newer poll or stream of the client, a stopping node): open the
+            // next one at once, unless this one hardly lived (taking turns with another installation)
+            endedEarly(mine, System.currentTimeMillis() - opened < minDelayMs);
+        } catch (IOException e) {  // cut, or silent for longer than heartbeats allow
+            throw Http.noAnswer(node + "/comet/stream", e);
+        } finally {
+            connection.disconnect();
+        }
+    }
+
+    private void streamEvent(EventStream.Event event, Timer ackTimer) {
+        Map<String, Object> data;
+        try {
+            data = Http.asMap(Json.parse(event.data));
+        } catch (IllegalArgumentException | HiPushException e) {
+            emitError(new HiPushException("an event that is no JSON object: " + event.data, e));
+            return;
+        }
+        if (event.type.equals("missed") && data.get("missed") instanceof Number) {
+            missed += ((Number) data.get("missed")).longValue();
+        } else if (event.type.equals("message")) {
+            dispatch(new HiPushMessage(data));
+            streamProcessed(ackTimer);
+        }
+    }
+
+    /** A poll answered or a stream opened: the node works. */
+    private void reached(int mine) {
+        failures = 0;
+        badNode = null;
+        if (state == State.CONNECTED) {
+            return;
+        }
+        synchronized (this) {
+            if (session != mine) {
+                return;
+            }
+            if (wasConnected) {
+                reconnects++;
+            }
+            wasConnected = true;
+            state = State.CONNECTED;
+        }
+        emit(new Emitter() {
+            public void call(HiPushListener l) {
+                l.onConnected();
+            }
+        });
+    }
+
+    /** After a poll or stream that ended early: several in a row mean it is being replaced (another installation
+     *  with the same device id) or its node is stopping: wait a little rather than take turns at full speed. */
+    private void endedEarly(int mine, boolean early) {
         earlyEmpty = early ? earlyEmpty + 1 : 0;
         if (early) {
             sleep(mine, delay(earlyEmpty, 0));
@@ -405,7 +511,7 @@ public final class HiPushClient {
         } else {
             duplicates++;
         }
-        synchronized (seen) {  // processed (the listener returned): acknowledged with the next poll
+        synchronized (seen) {  // processed (the listener returned): acknowledged with the next poll, or over SSE
             lastAck = message.id();
             ackPending = true;
         }
@@ -481,6 +587,59 @@ public final class HiPushClient {
         }
     }
 
+    /** Over SSE, a message processed: acknowledged at once after ACK_EVERY of them, else within ACK_INTERVAL_MS. */
+    private void streamProcessed(Timer ackTimer) {
+        boolean now;
+        boolean arm;
+        synchronized (seen) {
+            now = ++unsentAcks >= ACK_EVERY;
+            arm = !now && !ackTimerArmed;
+            ackTimerArmed |= arm;
+        }
+        if (now) {
+            sendStreamAckReporting();
+        } else if (arm) {
+            ackTimer.schedule(new TimerTask() {
+                @Override
+                public void run() {
+                    synchronized (seen) {
+                        ackTimerArmed = false;
+                    }
+                    sendStreamAckReporting();
+                }
+            }, ACK_INTERVAL_MS);
+        }
+    }
+
+    /** POST /comet/ack of the last processed message, unless the server has it already. A failed one goes again
+     *  with the next batch, or before the next stream. */
+    private void sendStreamAck() throws HiPushException {
+        synchronized (ackSender) {
+            Long ack;
+            synchronized (seen) {
+                ack = ackPending ? lastAck : null;
+                unsentAcks = 0;
+            }
+            if (ack == null || clientId == null || token == null) {
+                return;
+            }
+            String form = Signing.formEncode(Http.pairs("client_id", clientId, "token", token,
+                    "ack", Long.toString(ack)));
+            Http.legacyResult(Http.exchange((node != null ? node : server) + "/comet/ack", form, null, connectTimeoutMs,
+                    REQUEST_MARGIN_MS, null));
+            confirmAck(ack);
+        }
+    }
+
+    /** sendStreamAck() where its failure only needs telling (the messages come again, and are dropped as seen). */
+    private void sendStreamAckReporting() {
+        try {
+            sendStreamAck();
+        } catch (HiPushException e) {
+            emitError(e);
+        }
+    }
+
     private String pollQuery(int timeout, Long ack) {
         List<String[]> params = Http.pairs("client_id", clientId, "token", token, "timeout", Integer.toString(timeout));
         if (ack != null) {
@@ -498,11 +657,7 @@ public final class HiPushClient {
 
     private Object get(String base, String pathAndQuery, int readTimeoutMs) throws HiPushException {
         return Http.legacyResult(Http.exchange(base + pathAndQuery, null, null, connectTimeoutMs, readTimeoutMs,
-                new Http.Watcher() {
-                    public void opened(HttpURLConnection connection) {
-                        request = connection;
-                    }
-                }));
+                requestTracker));
     }
 
     private interface Emitter {
@@ -542,6 +697,7 @@ public final class HiPushClient {
         private String token;
         private TokenFetcher tokenFetcher;
         private boolean discover = true;
+        private Transport transport = Transport.POLL;
         private int pollTimeout = 30;
         private long minDelayMs = 1000;
         private long maxDelayMs = 30000;
@@ -596,6 +752,15 @@ public final class HiPushClient {
         /** Ask /service/hash which comet node to poll (default true); false always polls the server given. */
         public Builder discover(boolean discover) {
             this.discover = discover;
+            return this;
+        }
+
+        /** POLL (default) or SSE: one stream kept open from the node, acknowledged by POST /comet/ack. */
+        public Builder transport(Transport transport) {
+            if (transport == null) {
+                throw new IllegalArgumentException("transport is required");
+            }
+            this.transport = transport;
             return this;
         }
 

@@ -1,8 +1,9 @@
 package io.hipush;
 
 /**
- * What a {@link HiPushClient} tells its app. Every method runs on the client's polling thread and does
- * nothing by default: implement the ones you need. A message is acknowledged after onMessage /
+ * What a {@link HiPushClient} tells its app. Every method runs on the client's receiving thread (but onError of
+ * a batched SSE acknowledgement, which runs on its timer's thread) and does nothing by default: implement the
+ * ones you need. A message is acknowledged after onMessage /
  * onNotification returns (also when it throws: the exception goes to onError and the message counts as
  * processed), so do the work, or hand it over durably, before returning.
  */
@@ -15,11 +16,11 @@ public interface HiPushListener {
     default void onNotification(HiPushMessage message) {
     }
 
-    /** A poll succeeded after connect() or after a failure. */
+    /** A poll succeeded (or a stream opened) after connect() or after a failure. */
     default void onConnected() {
     }
 
-    /** Connected before, and now a poll failed or disconnect() was called. */
+    /** Connected before, and now a poll or stream failed or disconnect() was called. */
     default void onDisconnected(String reason) {
     }
 

@@ -41,44 +41,83 @@ final class Http {
                            Watcher watcher) throws HiPushException {
         HttpURLConnection connection = null;
         try {
-            connection = (HttpURLConnection) new URL(url).openConnection();
-            connection.setConnectTimeout(connectMs);
-            connection.setReadTimeout(readMs);
-            connection.setUseCaches(false);
-            connection.setInstanceFollowRedirects(false);
-            connection.setRequestProperty("Accept", "application/json");
-            if (authorization != null) {
-                connection.setRequestProperty("Authorization", authorization);
-            }
-            if (watcher != null) {
-                watcher.opened(connection);
-            }
-            if (form != null) {
-                byte[] body = form.getBytes(Signing.UTF8);
-                connection.setRequestMethod("POST");
-                connection.setDoOutput(true);
-                connection.setFixedLengthStreamingMode(body.length);
-                connection.setRequestProperty("Content-Type", "application/x-www-form-urlencoded; charset=utf-8");
-                OutputStream out = connection.getOutputStream();
-                try {
-                    out.write(body);
-                } finally {
-                    out.close();
-                }
-            }
-            int status = connection.getResponseCode();
-            InputStream in = status >= 400 ? connection.getErrorStream() : connection.getInputStream();
-            return new Answer(status, read(in), retryAfterOf(connection.getHeaderField("Retry-After")));
-        } catch (IOException e) {
-            throw new HiPushException("no answer from " + where(url) + " (" + e.getClass().getSimpleName()
-                    + (e.getMessage() == null ? "" : ": " + e.getMessage()) + ")", e);
-        } catch (RuntimeException e) {  // e.g. a malformed server address
-            throw new HiPushException("no answer from " + where(url) + " (" + e + ")", e);
+            connection = open(url, "application/json", form, authorization, connectMs, readMs, watcher);
+            return answerOf(connection, connection.getResponseCode());
+        } catch (IOException | RuntimeException e) {  // RuntimeException: e.g. a malformed server address
+            throw noAnswer(url, e);
         } finally {
             if (connection != null) {
                 connection.disconnect();
             }
         }
+    }
+
+    /**
+     * GET of a text/event-stream: the connection once it answered 200, for the caller to read and to disconnect;
+     * any other answer is thrown as the failure it carries, no answer as a HiPushException with code 0.
+     */
+    static HttpURLConnection openStream(String url, int connectMs, int readMs, Watcher watcher) throws HiPushException {
+        HttpURLConnection connection = null;
+        boolean opened = false;
+        try {
+            connection = open(url, "text/event-stream", null, null, connectMs, readMs, watcher);
+            int status = connection.getResponseCode();
+            if (status != 200) {
+                Answer answer = answerOf(connection, status);
+                throw errorOf(answer, parse(answer.body));
+            }
+            opened = true;
+            return connection;
+        } catch (IOException | RuntimeException e) {
+            throw noAnswer(url, e);
+        } finally {
+            if (connection != null && !opened) {
+                connection.disconnect();
+            }
+        }
+    }
+
+    /** The failure of a request that got no (complete) answer: code 0, the cause attached. */
+    static HiPushException noAnswer(String url, Exception e) {
+        String what = e instanceof IOException
+                ? e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage()) : e.toString();
+        return new HiPushException("no answer from " + where(url) + " (" + what + ")", e);
+    }
+
+    /** The request sent (its form body too), up to the answer. */
+    private static HttpURLConnection open(String url, String accept, String form, String authorization, int connectMs,
+                                          int readMs, Watcher watcher) throws IOException {
+        HttpURLConnection connection = (HttpURLConnection) new URL(url).openConnection();
+        connection.setConnectTimeout(connectMs);
+        connection.setReadTimeout(readMs);
+        connection.setUseCaches(false);
+        connection.setInstanceFollowRedirects(false);
+        connection.setRequestProperty("Accept", accept);
+        if (authorization != null) {
+            connection.setRequestProperty("Authorization", authorization);
+        }
+        if (watcher != null) {
+            watcher.opened(connection);
+        }
+        if (form != null) {
+            byte[] body = form.getBytes(Signing.UTF8);
+            connection.setRequestMethod("POST");
+            connection.setDoOutput(true);
+            connection.setFixedLengthStreamingMode(body.length);
+            connection.setRequestProperty("Content-Type", "application/x-www-form-urlencoded; charset=utf-8");
+            OutputStream out = connection.getOutputStream();
+            try {
+                out.write(body);
+            } finally {
+                out.close();
+            }
+        }
+        return connection;
+    }
+
+    private static Answer answerOf(HttpURLConnection connection, int status) throws IOException {
+        InputStream in = status >= 400 ? connection.getErrorStream() : connection.getInputStream();
+        return new Answer(status, read(in), retryAfterOf(connection.getHeaderField("Retry-After")));
     }
 
     /** R of a legacy answer {"ok": true, "result": R}, else the failure. */

@@ -3,7 +3,9 @@ package io.hipush;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.URLDecoder;
@@ -13,6 +15,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
 
 import org.junit.jupiter.api.AfterEach;
@@ -24,7 +27,8 @@ import io.hipush.LiveServer.Inbox;
 
 /**
  * HiPushClient's protocol rules against scripted stub servers (docs/PROTOCOL.md): what it sends and when, for
- * answers a real server gives only in rare moments (a 503 with Retry-After, a repeated delivery).
+ * answers a real server gives only in rare moments (a 503 with Retry-After, a repeated delivery), and how often
+ * it acknowledges over SSE.
  */
 class ClientBehaviourTest {
     private static final String CLIENT_ID = "0123456789abcdef0123456789abcdef";
@@ -42,35 +46,55 @@ class ClientBehaviourTest {
         }
     }
 
-    /** Answers a request: {status, body, retryAfter seconds or null}. */
+    /** Answers a request (the n-th to its path): {status, body, retryAfter seconds or null}; a fourth element
+     *  HOLD keeps the answer open after its body, as a stream, until a poll comes (a newer poll ends a stream). */
     interface Script {
-        Object[] answer(Seen request, int pollNumber);
+        Object[] answer(Seen request, int n);
     }
 
-    /** An HTTP server that answers every request by a script and records it. */
+    private static final Object HOLD = new Object();
+
+    /** An HTTP server that answers every request by a script and records it (query and form parameters). */
     final class Stub {
         final List<Seen> requests = new CopyOnWriteArrayList<Seen>();
         final String base;
         private final HttpServer http;
-        private int polls;
+        private final Map<String, Integer> counts = new HashMap<String, Integer>();
+        private volatile CountDownLatch pollCame = new CountDownLatch(1);
 
         Stub(final Script script) throws IOException {
             http = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
             http.setExecutor(Executors.newCachedThreadPool());
             http.createContext("/", (HttpExchange exchange) -> {
-                Seen seen = new Seen(exchange.getRequestURI().getPath(), params(exchange.getRequestURI().getRawQuery()));
+                Map<String, String> params = params(exchange.getRequestURI().getRawQuery());
+                params.putAll(params(new String(readAll(exchange.getRequestBody()), "UTF-8")));
+                Seen seen = new Seen(exchange.getRequestURI().getPath(), params);
                 requests.add(seen);
                 Object[] reply;
                 synchronized (this) {
-                    reply = script.answer(seen, seen.path.equals("/comet/poll") ? ++polls : 0);
+                    counts.put(seen.path, counts.containsKey(seen.path) ? counts.get(seen.path) + 1 : 1);
+                    reply = script.answer(seen, counts.get(seen.path));
+                }
+                if (seen.path.equals("/comet/poll")) {
+                    pollCame.countDown();
+                    pollCame = new CountDownLatch(1);
                 }
                 byte[] body = ((String) reply[1]).getBytes("UTF-8");
                 if (reply[2] != null) {
                     exchange.getResponseHeaders().set("Retry-After", reply[2].toString());
                 }
-                exchange.sendResponseHeaders((Integer) reply[0], body.length);
+                boolean hold = reply.length > 3 && reply[3] == HOLD;
+                exchange.sendResponseHeaders((Integer) reply[0], hold ? 0 : body.length);
                 OutputStream out = exchange.getResponseBody();
                 out.write(body);
+                if (hold) {
+                    out.flush();
+                    try {
+                        pollCame.await();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
                 out.close();
             });
             http.start();
@@ -79,9 +103,13 @@ class ClientBehaviourTest {
         }
 
         List<Seen> polls() {
+            return seen("/comet/poll");
+        }
+
+        List<Seen> seen(String path) {
             List<Seen> out = new ArrayList<Seen>();
             for (Seen seen : requests) {
-                if (seen.path.equals("/comet/poll")) {
+                if (seen.path.equals(path)) {
                     out.add(seen);
                 }
             }
@@ -92,13 +120,23 @@ class ClientBehaviourTest {
     @AfterEach
     void stopStubs() {
         for (Stub stub : stubs) {
+            stub.pollCame.countDown();
             stub.http.stop(0);
         }
     }
 
+    private static byte[] readAll(InputStream in) throws IOException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        byte[] buffer = new byte[8192];
+        for (int n; (n = in.read(buffer)) > 0; ) {
+            out.write(buffer, 0, n);
+        }
+        return out.toByteArray();
+    }
+
     private static Map<String, String> params(String query) throws IOException {
         Map<String, String> out = new HashMap<String, String>();
-        for (String part : query == null ? new String[0] : query.split("&")) {
+        for (String part : query == null || query.isEmpty() ? new String[0] : query.split("&")) {
             int eq = part.indexOf('=');
             out.put(URLDecoder.decode(part.substring(0, eq), "UTF-8"), URLDecoder.decode(part.substring(eq + 1), "UTF-8"));
         }
@@ -112,12 +150,16 @@ class ClientBehaviourTest {
     private static String messages(String... contents) {
         StringBuilder out = new StringBuilder("{\"messages\":[");
         for (int i = 0; i < contents.length; i++) {
-            String[] idAndText = contents[i].split(":");
-            out.append(i > 0 ? "," : "").append("{\"id\":").append(idAndText[0])
-                    .append(",\"msg_id\":9,\"job_id\":null,\"msg_type\":0,\"content\":\"").append(idAndText[1])
-                    .append("\",\"ts\":1}");
+            out.append(i > 0 ? "," : "").append(message(contents[i]));
         }
         return out.append("]}").toString();
+    }
+
+    /** "ID:TEXT" as a message object. */
+    private static String message(String idAndText) {
+        String[] parts = idAndText.split(":");
+        return "{\"id\":" + parts[0] + ",\"msg_id\":9,\"job_id\":null,\"msg_type\":0,\"content\":\"" + parts[1]
+                + "\",\"ts\":1}";
     }
 
     private static HiPushClient.Builder polling(String base) {
@@ -191,5 +233,83 @@ class ClientBehaviourTest {
         assertEquals(1, client.reconnects());
         client.disconnect();
         assertEquals(HiPushClient.State.DISCONNECTED, client.state());
+    }
+
+    @Test
+    void overSseAcknowledgesInBatchesByPostAfterTheListener() throws Exception {
+        StringBuilder events = new StringBuilder("retry: 1000\n\n: heartbeat\n\n");
+        for (int id = 1; id <= 150; id++) {
+            events.append("id: ").append(id).append("\ndata: ").append(message(id + ":m" + id)).append("\n\n");
+        }
+        events.append("event: missed\ndata: {\"missed\": 3}\n\n");
+        String first = events.toString();
+        Stub stub = new Stub((request, n) -> request.path.equals("/comet/stream")
+                ? new Object[] {200, n == 1 ? first : ": heartbeat\n\n", null, HOLD}
+                : request.path.equals("/comet/ack") ? ok("\"OK\"") : ok(messages()));
+        HiPushClient client = polling(stub.base).transport(HiPushClient.Transport.SSE).build();
+        final List<Long> ackedEarly = new CopyOnWriteArrayList<Long>();  // acknowledged before the listener returned
+        Inbox inbox = new Inbox() {
+            @Override
+            public void onMessage(HiPushMessage message) {
+                List<Seen> acks = stub.seen("/comet/ack");
+                if (!acks.isEmpty() && Long.parseLong(acks.get(acks.size() - 1).params.get("ack")) >= message.id()) {
+                    ackedEarly.add(message.id());
+                }
+                super.onMessage(message);
+            }
+        };
+        client.setListener(inbox);
+        client.connect();
+        assertEquals(150, inbox.take(150).size());
+        // the last batch goes within a second while the stream stays open
+        LiveServer.waitFor("the acknowledgement of all 150", () -> {
+            List<Seen> acks = stub.seen("/comet/ack");
+            return !acks.isEmpty() && "150".equals(acks.get(acks.size() - 1).params.get("ack"));
+        });
+        assertEquals(1, stub.seen("/comet/stream").size());
+        List<Seen> acks = stub.seen("/comet/ack");
+        assertTrue(acks.size() >= 2 && acks.size() <= 15, acks.size() + " acknowledgements");
+        long previous = 0;
+        for (Seen ack : acks) {
+            long id = Long.parseLong(ack.params.get("ack"));
+            assertTrue(id > previous, "cumulative, rising: " + id + " after " + previous);
+            previous = id;
+            assertEquals(Arrays.asList(CLIENT_ID, "t1"),
+                    Arrays.asList(ack.params.get("client_id"), ack.params.get("token")));
+        }
+        Seen stream = stub.seen("/comet/stream").get(0);
+        assertEquals(Arrays.asList(CLIENT_ID, "t1"), Arrays.asList(stream.params.get("client_id"), stream.params.get("token")));
+        assertEquals(Arrays.asList(150L, 0L, 3L),
+                Arrays.asList(client.received(), client.duplicates(), client.missed()));
+        assertEquals(new ArrayList<Long>(), ackedEarly);
+        client.disconnect();  // its poll ends the stream
+        assertEquals(HiPushClient.State.DISCONNECTED, client.state());
+        assertEquals(1, stub.polls().size());
+    }
+
+    @Test
+    void overSseARefusedStreamIsHandledAsARefusedPoll() throws Exception {
+        Stub stub = new Stub((request, n) -> !request.path.equals("/comet/stream") ? ok(messages())
+                : n == 1 ? new Object[] {503, "{\"error\":1031,\"reason\":\"this node is stopping\"}", 1}
+                : "t1".equals(request.params.get("token"))
+                ? new Object[] {401, "{\"error\":1028,\"reason\":\"bad token\"}", null}
+                : new Object[] {200, "id: 7\ndata: " + message("7:hi") + "\n\n", null, HOLD});
+        HiPushClient client = polling(stub.base).transport(HiPushClient.Transport.SSE).tokenFetcher(clientId -> "t2")
+                .build();
+        Inbox inbox = LiveServer.connect(client);
+        assertEquals(Arrays.asList("hi"), inbox.contents(1));
+        List<Seen> streams = stub.seen("/comet/stream");
+        assertEquals(Arrays.asList("t1", "t1", "t2"), Arrays.asList(streams.get(0).params.get("token"),
+                streams.get(1).params.get("token"), streams.get(2).params.get("token")));
+        assertTrue((streams.get(1).nanos - streams.get(0).nanos) / 1e6 >= 1000, "waited the Retry-After second");
+        assertEquals(Arrays.asList(503, 401),
+                Arrays.asList(inbox.errors.get(0).httpStatus(), inbox.errors.get(1).httpStatus()));
+        assertEquals(0, client.reconnects());  // never connected before
+        client.disconnect();
+        List<String> acks = new ArrayList<String>();  // the poll that ended the stream, or the POST after, has it
+        for (Seen seen : stub.requests) {
+            acks.add(seen.params.get("ack"));
+        }
+        assertTrue(acks.contains("7"), "acknowledged: " + acks);
     }
 }

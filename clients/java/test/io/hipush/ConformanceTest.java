@@ -1,7 +1,6 @@
 package io.hipush;
 
 import static io.hipush.LiveServer.admin;
-import static io.hipush.LiveServer.client;
 import static io.hipush.LiveServer.connect;
 import static io.hipush.LiveServer.waitFor;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -13,6 +12,7 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.HttpURLConnection;
 import java.net.InetSocketAddress;
+import java.net.Socket;
 import java.net.URL;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -31,17 +31,30 @@ import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
 import io.hipush.LiveServer.Inbox;
 
-/** The client conformance scenarios of tests/conformance.py (one method each, named in camelCase). */
+/**
+ * The client conformance scenarios of tests/conformance.py (one method each, named in camelCase), over the long
+ * poll; SseConformanceTest runs them over the SSE stream.
+ */
 class ConformanceTest {
     @BeforeAll
     static void live() {
         LiveServer.require();
     }
 
+    HiPushClient.Transport transport() {
+        return HiPushClient.Transport.POLL;
+    }
+
+    /** LiveServer.client() over this class's transport (a device of its own per transport). */
+    HiPushClient.Builder client(String server, String deviceId) {
+        return LiveServer.client(server, deviceId + "-" + transport().name().toLowerCase()).transport(transport());
+    }
+
     @Test
     void connectAndReceive() throws Exception {
         HiPushClient client = client(LiveServer.SERVER, "java-conf-receive").build();
         assertEquals(HiPushClient.State.DISCONNECTED, client.state());
+        assertEquals(transport(), client.transport());
         Inbox inbox = connect(client);
         assertEquals(HiPushClient.State.CONNECTED, client.state());
         long msgId = admin(LiveServer.SERVER).pushTerminal(Collections.singletonList(client.clientId()), "hello");
@@ -166,9 +179,10 @@ class ConformanceTest {
     }
 
     /**
-     * Forwards GETs to a server; drops the ack of the first poll carrying one (as if that acknowledgement were
-     * lost with its connection), so that the server delivers those messages again; records the delivery ids
-     * of every poll answer.
+     * Forwards requests to a server; drops the first acknowledgement, as if it were lost with its connection, so
+     * that the server delivers those messages again: the ack of the first poll carrying one (the poll goes
+     * without it), or the first POST /comet/ack (answered OK unsent; the stream is cut, so that the next one
+     * hands out again what is in flight). Records the delivery ids of every poll answer and stream event.
      */
     static final class AckDroppingProxy {
         final String base;
@@ -176,6 +190,7 @@ class ConformanceTest {
         volatile String droppedAck;
         private final HttpServer http;
         private final String target;
+        private volatile Socket stream;  // the upstream connection of the stream under way
 
         AckDroppingProxy(String target) throws IOException {
             this.target = target;
@@ -209,20 +224,34 @@ class ConformanceTest {
         private void forward(HttpExchange exchange) throws IOException {
             String path = exchange.getRequestURI().getRawPath();
             String query = exchange.getRequestURI().getRawQuery();
+            if (path.equals("/comet/stream")) {
+                forwardStream(exchange, path + "?" + query);
+                return;
+            }
+            byte[] form = readAll(exchange.getRequestBody());
+            String formText = new String(form, "UTF-8");
             boolean poll = path.equals("/comet/poll");
             if (poll) {
                 query = dropFirstAck(query);
+            } else if (path.equals("/comet/ack") && !dropFirstAck(formText).equals(formText)) {
+                Socket cut = stream;
+                if (cut != null) {
+                    cut.close();
+                }
+                reply(exchange, 200, "{\"ok\":true,\"result\":\"OK\"}".getBytes("UTF-8"));
+                return;
             }
             HttpURLConnection upstream = (HttpURLConnection) new URL(target + path + (query == null ? "" : "?" + query))
                     .openConnection();
             upstream.setReadTimeout(90000);
-            int status = upstream.getResponseCode();
-            InputStream in = status >= 400 ? upstream.getErrorStream() : upstream.getInputStream();
-            ByteArrayOutputStream body = new ByteArrayOutputStream();
-            byte[] buffer = new byte[8192];
-            for (int n; in != null && (n = in.read(buffer)) > 0; ) {
-                body.write(buffer, 0, n);
+            if (exchange.getRequestMethod().equals("POST")) {
+                upstream.setDoOutput(true);
+                upstream.setRequestProperty("Content-Type", "application/x-www-form-urlencoded");
+                upstream.getOutputStream().write(form);
             }
+            int status = upstream.getResponseCode();
+            ByteArrayOutputStream body = new ByteArrayOutputStream();
+            body.write(readAll(status >= 400 ? upstream.getErrorStream() : upstream.getInputStream()));
             if (poll && status == 200) {
                 Map<String, Object> result = (Map<String, Object>) ((Map<String, Object>) Json.parse(
                         new String(body.toByteArray(), "UTF-8"))).get("result");
@@ -232,10 +261,62 @@ class ConformanceTest {
                 }
                 answers.add(ids);
             }
+            reply(exchange, status, body.toByteArray());
+        }
+
+        /** A stream through a socket of its own (HTTP/1.0: the body as it comes), which an ack can cut. */
+        private void forwardStream(HttpExchange exchange, String pathAndQuery) throws IOException {
+            URL url = new URL(target);
+            try (Socket upstream = new Socket(url.getHost(), url.getPort())) {
+                stream = upstream;
+                upstream.getOutputStream().write(("GET " + pathAndQuery + " HTTP/1.0\r\nHost: " + url.getHost()
+                        + "\r\nAccept: text/event-stream\r\n\r\n").getBytes("UTF-8"));
+                InputStream in = upstream.getInputStream();
+                StringBuilder head = new StringBuilder();
+                while (!head.toString().endsWith("\r\n\r\n")) {
+                    int c = in.read();
+                    if (c < 0) {
+                        throw new IOException("no answer head");
+                    }
+                    head.append((char) c);
+                }
+                exchange.getResponseHeaders().set("Content-Type", "text/event-stream");
+                exchange.sendResponseHeaders(Integer.parseInt(head.toString().split(" ")[1]), 0);
+                OutputStream out = exchange.getResponseBody();
+                StringBuilder line = new StringBuilder();
+                byte[] buffer = new byte[8192];
+                for (int n; (n = in.read(buffer)) > 0; ) {
+                    for (char c : new String(buffer, 0, n, "UTF-8").toCharArray()) {  // only "id:" lines count
+                        if (c != '\n') {
+                            line.append(c);
+                        } else if (line.toString().startsWith("id: ")) {
+                            answers.add(Collections.singletonList(Long.valueOf(line.substring(4))));
+                            line.setLength(0);
+                        } else {
+                            line.setLength(0);
+                        }
+                    }
+                    out.write(buffer, 0, n);
+                    out.flush();
+                }
+                out.close();
+            }
+        }
+
+        private static byte[] readAll(InputStream in) throws IOException {
+            ByteArrayOutputStream body = new ByteArrayOutputStream();
+            byte[] buffer = new byte[8192];
+            for (int n; in != null && (n = in.read(buffer)) > 0; ) {
+                body.write(buffer, 0, n);
+            }
+            return body.toByteArray();
+        }
+
+        private static void reply(HttpExchange exchange, int status, byte[] body) throws IOException {
             exchange.getResponseHeaders().set("Content-Type", "application/json");
-            exchange.sendResponseHeaders(status, body.size());
+            exchange.sendResponseHeaders(status, body.length);
             OutputStream out = exchange.getResponseBody();
-            out.write(body.toByteArray());
+            out.write(body);
             out.close();
         }
     }

@@ -86,7 +86,7 @@ final class LiveServer {
     }
 
     /** A listener that keeps what it is told. */
-    static final class Inbox implements HiPushListener {
+    static class Inbox implements HiPushListener {
         final BlockingQueue<HiPushMessage> messages = new LinkedBlockingQueue<HiPushMessage>();
         final List<HiPushException> errors = new CopyOnWriteArrayList<HiPushException>();
         final List<Long> errorTimes = new CopyOnWriteArrayList<Long>();
