@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from hipush import config as config_module
 from hipush.services.retention import Retention
 from hipush.storage.counters import CounterStore
-from hipush.storage.db import now_ms, push_topics, pushes
+from hipush.clock import now_ms
+from hipush.storage.db import push_topics, pushes
 from hipush.storage.runs import RunMarks
 from hipush.storage.store import Store
 from hipush_client.protocol import STATUS_SENT, STATUS_WAITING

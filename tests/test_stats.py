@@ -8,7 +8,8 @@ from hipush.services.stats import Stats
 from hipush.storage import keys
 from hipush.storage import redis as redis_pools
 from hipush.storage.counters import CounterStore
-from hipush.storage.db import make_engine, now_ms
+from hipush.clock import now_ms
+from hipush.storage.db import make_engine
 from hipush.storage.store import Store
 from support import free_port, wait_for
 

@@ -21,7 +21,7 @@ import time
 from .. import metrics
 from ..errors import auth_failed, unavailable
 from ..storage import queues
-from ..storage.db import now_ms
+from ..clock import now_ms
 from ..storage.redis import CommandBatch
 
 BATCH = 100  # most messages handed out by one poll

@@ -35,7 +35,7 @@ from hipush_client.protocol import STATUS_FAILED, STATUS_SENDING, STATUS_SENT, S
 from .. import metrics
 from ..errors import not_found
 from ..storage import queues
-from ..storage.db import now_ms
+from ..clock import now_ms
 from .batching import GroupCommit
 
 log = logging.getLogger("hipush.publish")

@@ -14,7 +14,7 @@ from collections import Counter
 
 from hipush_client.protocol import STATUS_CANCELLED, STATUS_FAILED, STATUS_SENDING, STATUS_SENT
 
-from ..storage.db import now_ms
+from ..clock import now_ms
 
 log = logging.getLogger("hipush.retention")
 

@@ -7,7 +7,7 @@ had been sent and never acknowledged is counted expired, so that a push's counts
 """
 from .. import identity
 from ..errors import ApiError, not_found
-from ..storage.db import now_ms
+from ..clock import now_ms
 
 LOCATION = ("lat", "lng")
 

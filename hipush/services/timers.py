@@ -7,7 +7,7 @@ restart if it came due meanwhile, and never once cancelled.
 from hipush_client.protocol import STATUS_CANCELLED, STATUS_SENDING, STATUS_WAITING
 
 from ..errors import bad_param, not_found
-from ..storage.db import now_ms
+from ..clock import now_ms
 
 
 class Timers:

@@ -6,13 +6,14 @@ and nodes starting at once never race each other.
 import contextlib
 import fcntl
 import logging
-import time
 import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+
+from ..clock import now_ms
 
 log = logging.getLogger("hipush.db")
 
@@ -281,10 +282,6 @@ def installation_id(engine: sa.Engine) -> str:
     """This database's installation identity (ensure_schema writes it)."""
     with engine.connect() as conn:
         return conn.execute(sa.select(installation.c.installation_id)).scalar_one()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import redis
 import sqlalchemy as sa
 
 from . import keys
-from .db import installation_id, now_ms
+from ..clock import now_ms
+from .db import installation_id
 
 log = logging.getLogger("hipush.installation")
 RESET_COMMAND = "python app.py reset-redis"

@@ -5,9 +5,10 @@ from collections import defaultdict
 
 import sqlalchemy as sa
 
+from ..clock import now_ms
 from . import db
 from .counters import COUNTER_FIELDS
-from .db import (COUNTER_TABLES, apps, audit_log, clients, installation, jobs, messages, now_ms, operators,
+from .db import (COUNTER_TABLES, apps, audit_log, clients, installation, jobs, messages, operators,
                  push_topics, pushes, subscriptions, topics)
 
 TARGET_COLUMNS = (clients.c.client_id, clients.c.terminal_type, clients.c.address)

@@ -18,7 +18,7 @@ from hipush_client.protocol import STATUS_WAITING
 from .. import limits as L
 from ..errors import ApiError, bad_param, not_found
 from ..services import services
-from ..storage.db import now_ms
+from ..clock import now_ms
 
 bp = Blueprint("console", __name__, url_prefix="/console", static_folder="../static/console",
                static_url_path="/static")

@@ -15,7 +15,7 @@ from hipush_client.protocol import STATUS_WAITING, json_value_text
 from .. import limits as L
 from ..errors import ApiError, auth_failed, bad_param, not_found
 from ..services import services
-from ..storage.db import now_ms
+from ..clock import now_ms
 from .params import Params, request_authorization, request_params
 from .guards import idempotent, limit_app
 from .render import after_answer, answer, to_json

@@ -20,7 +20,7 @@ import threading
 from collections import Counter, defaultdict
 
 from ... import metrics
-from ...storage.db import now_ms
+from ...clock import now_ms
 from ...storage.routes import Claimed, job_id
 from .base import Delivery, Permanent, Retry
 from .smtp import SmtpRoute
