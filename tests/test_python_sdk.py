@@ -166,10 +166,10 @@ def test_admin_rest_calls_round_trip(server, app_, sign_method):
     assert got[1].msg_type == 1 and got[1].content == {"title": "Sale", "body": "50% off"}
     assert sorted(m.content for m in receive(far, 2)) == ["to both", "to everyone"]
 
-    def arrived():
+    def arrived():  # and marked sent: a unicast shows sending (2) until its worker marks it, within 0.2 s
         status = admin.query_msg_status(first)
-        return status if status[0].arrived_num == 2 else None
-    status = wait_for(arrived, timeout=10, message="both arrivals counted")
+        return status if status[0].arrived_num == 2 and status[0].status == 0 else None
+    status = wait_for(arrived, timeout=10, message="both arrivals counted, the push marked sent")
     assert len(status) == 1 and isinstance(status[0], MsgStatus)
     assert (status[0].msg_id, status[0].status, status[0].target_num, status[0].sent_num) == (first, 0, 2, 2)
 
