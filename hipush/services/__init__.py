@@ -30,7 +30,7 @@ from .health import Readiness
 from .jobs import Jobs
 from .nodes import Nodes
 from .operators import Operators
-from .publish import MARK_SENT_SECONDS, Publisher
+from .publish import Publisher
 from .reports import Reports
 from .retention import CHECK_SECONDS as RETENTION_CHECK_SECONDS, Retention
 from .routes import Routes
@@ -89,10 +89,9 @@ class Services:
         self.stopping = False
 
     def start_background(self) -> None:
-        """Heartbeats, counter flushes, timed pushes, unicasts marked sent, retention and the Redis' installation
-        identity, on APScheduler."""
+        """Heartbeats, counter flushes, timed pushes, retention and the Redis' installation identity, on APScheduler."""
         jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1), (self.retention.run, RETENTION_CHECK_SECONDS),
-                (self.installation.keep, 5), (self.publisher.mark_sent, MARK_SENT_SECONDS)]
+                (self.installation.keep, 5)]
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:
@@ -122,7 +121,6 @@ class Services:
                 self.nodes.leave()  # the node's other workers re-register it within a heartbeat
         except redis_pools.ERRORS as exc:  # parked polls failed with it already (503); the registry entry expires
             log.warning("stopping while redis is unavailable: %s", exc)
-        scheduler.safely(self.publisher.mark_sent)()  # what calls still running queue waits for retry_stale
 
 
 def services() -> Services:

@@ -15,9 +15,7 @@ One truth for a publish: the SQL commit. A push is recorded (status sending)
 before anything is queued, so a call that fails before its commit answers an
 error and was queued nowhere. Once committed, the push is delivered at least
 once: it is queued, and marked sent only when every shard took it (and, with
-HIPUSH_REDIS_WAIT_REPLICAS, its replicas too): a unicast by the worker's next
-`mark_sent`, one UPDATE for all its publishes of the last MARK_SENT_SECONDS
-(an UPDATE and a commit per publish cost a third of its CPU); a push still sending after
+HIPUSH_REDIS_WAIT_REPLICAS, its replicas too); a push still sending after
 HIPUSH_SEND_LEASE seconds (a shard down, a worker killed, SQL gone between the
 commit and the mark) is taken over by any worker (`retry_stale`) and queued
 again, and the clients that have it already are skipped (queues.enqueue
@@ -44,7 +42,6 @@ COMET_TERMINALS = frozenset({"web", "android"})
 PIPELINE_BATCH = 1000  # clients queued per Redis call of a broadcast (a page of target rows)
 BEHIND_A_BROADCAST = "behind a broadcast"  # a unicast's batch result: its app has a broadcast being queued
 ANSWER_HOLD_SECONDS = 2.0  # a longer broadcast lets this worker's woken polls answer while it goes on
-MARK_SENT_SECONDS = 0.2  # how often a worker marks sent the unicasts it queued (Publisher.mark_sent)
 
 
 class Publisher:
@@ -66,7 +63,6 @@ class Publisher:
         self.default_expires = default_expires
         self._known_jobs = set()
         self._to_clients = GroupCommit(self._send_to_clients)
-        self._queued_unicasts = []  # ids of pushes wholly queued, not yet marked sent (mark_sent)
 
     def check_job(self, app: dict, job_id) -> None:
         """404 for a job the app does not have; jobs are never deleted, so known ones are remembered."""
@@ -172,18 +168,11 @@ class Publisher:
             if rows is not None:  # else not recorded (Store.record_sends)
                 pages.append((push, *self._body_and_entry(push, message), rows))
         queued = self._queue_pages(self.pools.pipeline(), pages)
-        self._queued_unicasts += [page[0]["id"] for page, (done, _) in zip(pages, queued) if done]
-
-    def mark_sent(self) -> None:
-        """Marks sent, in one UPDATE, the unicasts this worker queued since its last run (periodic, and when the
-        worker stops). If SQL fails they are tried again next run; if the worker dies first, retry_stale finds
-        them queued at every client after the lease."""
-        push_ids, self._queued_unicasts = self._queued_unicasts, []
         try:
-            self.store.move_pushes(push_ids, STATUS_SENDING, STATUS_SENT)
+            self.store.move_pushes([page[0]["id"] for page, (done, _) in zip(pages, queued) if done],
+                                   STATUS_SENDING, STATUS_SENT)
         except Exception:
-            self._queued_unicasts[:0] = push_ids
-            raise
+            log.exception("pushes queued but not marked sent: retry_stale will find them queued")
 
     def send(self, push: dict, message: dict, retry: bool = False) -> None:
         """Queues a push whose status the caller has set to sending (a timer's, a retried one), in publish order."""
