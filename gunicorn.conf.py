@@ -67,6 +67,13 @@ def _prepare_metrics_dir(config):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
+def worker_exit(server, worker):
+    """A worker that stops writes the metrics it counted since its last flush (hipush/metrics.py)."""
+    from hipush import metrics
+
+    metrics.flush()
+
+
 def child_exit(server, worker):
     """A worker is gone (stopped, recycled or killed): its parked polls leave the node's gauge; its counts stay."""
     # not through hipush.metrics: importing it would create this master's own metric files (a "worker" more)

@@ -9,6 +9,7 @@ exec(compile(Path(__file__).resolve().parent.parent.joinpath("gunicorn.conf.py")
 
 _profiles = {}
 _settings_post_fork = globals()["post_fork"]  # gunicorn.conf.py's
+_settings_worker_exit = globals()["worker_exit"]
 
 
 def post_fork(server, worker):
@@ -18,6 +19,7 @@ def post_fork(server, worker):
 
 
 def worker_exit(server, worker):
+    _settings_worker_exit(server, worker)
     profile = _profiles.pop(os.getpid(), None)
     if profile is not None:
         profile.disable()

@@ -89,8 +89,9 @@ class Services:
         self.stopping = False
 
     def start_background(self) -> None:
-        """Heartbeats, counter flushes, timed pushes, retention and the Redis' installation identity, on APScheduler."""
-        jobs = [(self.stats.flush, 1), (self.timers.fire_due, 1), (self.retention.run, RETENTION_CHECK_SECONDS),
+        """Heartbeats, counter and metric flushes, timed pushes, retention and the Redis' installation identity, on
+        APScheduler."""
+        jobs = [(self.stats.flush, 1), (metrics.flush, 1), (self.timers.fire_due, 1), (self.retention.run, RETENTION_CHECK_SECONDS),
                 (self.installation.keep, 5)]
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
