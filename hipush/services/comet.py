@@ -23,6 +23,7 @@ from ..errors import auth_failed, unavailable
 from ..storage import queues
 from ..clock import now_ms
 from ..storage.redis import CommandBatch
+from .stats import header_counts
 
 BATCH = 100  # most messages handed out by one poll
 STREAM_WINDOW = 1000  # most messages a stream has sent and not had acknowledged
@@ -206,8 +207,7 @@ class Comet:
             self.queue_ops.unblock(poller)
 
     def _count(self, step, counts) -> None:
-        self.stats.count_headers("arrived", step.acked, counts)
-        self.stats.count_headers("expired", step.expired, counts)
+        self.stats.count_each(header_counts("arrived", step.acked) + header_counts("expired", step.expired), counts)
         metrics.acked(step.acked_at)
         metrics.expired(len(step.expired))
 

@@ -35,6 +35,7 @@ from ..errors import not_found
 from ..storage import queues
 from ..clock import now_ms
 from .batching import GroupCommit
+from .stats import header_counts
 
 log = logging.getLogger("hipush.publish")
 
@@ -257,7 +258,7 @@ class Publisher:
         for (push, body, _, rows), where in zip(pages, at):
             outcome = self._queued(results, where)
             queued = [r for r in outcome if isinstance(r, list)]  # not those skipped, nor those a retry found served
-            sent.append((push["id"], push["job_id"], len(queued)))
+            sent.append(("sent", push["id"], push["job_id"], len(queued)))
             dropped += [header for r in queued for header in r]
             have = len(queued) + sum(1 for r in outcome if r is queues.ALREADY)
             try:
@@ -265,8 +266,8 @@ class Publisher:
             except Exception:
                 log.exception("push %s: its routed terminals are not queued: to be retried", push["id"])
                 done.append((False, have))
-        self.stats.count_each("sent", sent)  # the clients queued now, in one round trip for all pages
-        self.stats.count_headers("expired", dropped)  # what the queue cap dropped
+        # the clients queued now and what the queue cap dropped, in one round trip for all pages
+        self.stats.count_each(sent + header_counts("expired", dropped))
         metrics.expired(len(dropped))
         return done
 

@@ -9,6 +9,11 @@ log = logging.getLogger("hipush.stats")
 HOLD_SECONDS = 60  # a counter row that SQL refuses is tried again after this, never ahead of the others
 
 
+def header_counts(field: str, headers) -> list:
+    """(field, push id, job id, 1) for each queue entry header b"delivery_id|job_id" (job id may be empty)."""
+    return [(field, *header.decode().split("|"), 1) for header in headers]
+
+
 class Stats:
     def __init__(self, store, counters):
         self.store = store
@@ -36,22 +41,16 @@ class Stats:
 
     def count_headers(self, field: str, headers, pipe=None) -> None:
         """Counts one `field` per queue entry header b"delivery_id|job_id", on `pipe` if given."""
-        increments = defaultdict(Counter)
-        for header in headers:
-            push_id, job_id = header.decode().split("|")
-            increments[("push", push_id)][field] += 1
-            if job_id:
-                increments[("job", job_id)][field] += 1
-        self._add(increments, pipe)
+        self.count_each(header_counts(field, headers), pipe)
 
     def count(self, field: str, push_id: int, job_id, n: int, pipe=None) -> None:
         """Counts n (may be negative: a correction) of `field` for a push and its job, on `pipe` if given."""
-        self.count_each(field, [(push_id, job_id, n)], pipe)
+        self.count_each([(field, push_id, job_id, n)], pipe)
 
-    def count_each(self, field: str, counts, pipe=None) -> None:
-        """count() of each (push id, job id, n), in one round trip."""
+    def count_each(self, counts, pipe=None) -> None:
+        """count() of each (field, push id, job id, n), in one round trip."""
         increments = defaultdict(Counter)
-        for push_id, job_id, n in counts:
+        for field, push_id, job_id, n in counts:
             if n:
                 increments[("push", push_id)][field] += n
                 if job_id:

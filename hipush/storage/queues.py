@@ -388,8 +388,9 @@ class Queues:
         """Parks on the queue, then takes what waits if `me` is still the client's poll, in one write.
         `before`: commands sent ahead of the wait (their replies are dropped; on a cluster, on their own)."""
         k = keys.client_keys(client_id)
-        _, reply = self._wait_then(conn, _wait_for(k["queue"], timeout), self._take, [k["queue"], k["inflight"], k["missed"], k["poller"],
-                                                                k["online"]], [me, now_ms, limit, grace_ms], before)
+        reply = self._wait_then(conn, _wait_for(k["queue"], timeout), self._take,
+                                [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"]],
+                                [me, now_ms, limit, grace_ms], before)
         current, expired, entries, missed, ended = reply
         return PollStep(entries, [], expired, missed, current.decode(), ended=bool(ended))
 
@@ -399,7 +400,7 @@ class Queues:
         out what is in flight after `cursor` and what the window takes from the queue, in one write."""
         k = keys.client_keys(client_id)
         wait = ("BLPOP", k["wake"], timeout) if full else _wait_for(k["queue"], timeout)
-        _, reply = self._wait_then(
+        reply = self._wait_then(
             conn, wait, self._stream_take,
             [k["queue"], k["inflight"], k["missed"], k["poller"], k["online"], keys.client_meta(client_id), k["wake"]],
             [me, now_ms, window, online_ms, cursor, epoch], before)
@@ -408,20 +409,20 @@ class Queues:
         _, current, expired, entries, missed, in_flight = reply
         return PollStep(entries, [], expired, missed, current.decode(), in_flight=in_flight)
 
-    def _wait_then(self, conn, wait: tuple, script, script_keys, script_args, before) -> tuple:
-        """(the wait's reply, the script's) of a blocking command and the script run right after it, sent in one
-        write on a held connection; `before`: commands sent ahead of both (their replies are dropped)."""
+    def _wait_then(self, conn, wait: tuple, script, script_keys, script_args, before):
+        """The reply of a script run right after a blocking command (which moves nothing: its reply is dropped),
+        both sent in one write on a held connection; `before`: commands sent ahead of both (replies dropped)."""
         replies = conn.execute_commands([*conn.riders(before), wait, script.command(script_keys, script_args)],
                                         raise_on_error=False)
         for reply in replies[:-1]:
             if isinstance(reply, Exception):
                 raise reply
-        waited, reply = replies[-2:]
+        reply = replies[-1]
         if isinstance(reply, NoScriptError):  # this server lacks the script (a restart, a failover): load, run
-            reply = script(keys=script_keys, args=script_args, client=conn)
-        elif isinstance(reply, Exception):
+            return script(keys=script_keys, args=script_args, client=conn)
+        if isinstance(reply, Exception):
             raise reply
-        return waited, reply
+        return reply
 
     def ack(self, client_id, ack, epoch, window) -> PollStep:
         """Drops the client's in-flight entries up to and including `ack` once `epoch` is checked (step.auth as
