@@ -113,6 +113,9 @@ def post_worker_init(worker):
     logging a SystemExit traceback)."""
     import gevent
 
+    from hipush import one_send
+
+    one_send.install()  # an answer's headers and body in one send
     services = worker.wsgi.extensions["hipush"]
 
     def handle_exit(sig, frame):

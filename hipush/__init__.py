@@ -13,7 +13,6 @@ def create_app(config=None):
     from . import config as config_module
     from .services import Services
     from .views import admin, comet, console, docs, errors, landing, ops, rest, sdk, web
-    from .views.corking import CorkedAnswers
 
     config = config or config_module.load()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
@@ -32,7 +31,6 @@ def create_app(config=None):
     if "admin" in config.roles:
         console.init_app(app, config.secret_key)
     errors.init_app(app)
-    app.wsgi_app = CorkedAnswers(app.wsgi_app, streamed_paths=comet.STREAMED_PATHS)
     if config.background:
         services.start_background()
     return app

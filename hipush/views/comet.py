@@ -9,7 +9,6 @@ from .render import allow_origin, answer, ok
 from .web import check_jsonp, client_params
 
 bp = Blueprint("comet", __name__)
-STREAMED_PATHS = ("/comet/stream",)  # answers written as they go: never corked (views/corking.py)
 
 
 def _client(params) -> tuple:
