@@ -246,6 +246,25 @@ def procstat_nofile_hard() -> int:
 
 # ---------------------------------------------------------------- hipush's backend: Redis and the database
 
+def prepare_database(database_url: str) -> None:
+    """A MySQL/MariaDB database is made if missing; hipush's own tables are dropped (gunicorn's master makes
+    the schema again)."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from hipush.storage import db
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "mysql":
+        server = sa.create_engine(url.set(database=""))
+        with server.begin() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{url.database}` CHARACTER SET utf8mb4"))
+        server.dispose()
+    engine = db.make_engine(database_url)
+    db.metadata.drop_all(engine)
+    engine.dispose()
+
+
 class HipushBackend:
     """hipush's Redis and database for one bench run; apps, clients and topics persist across server restarts."""
 
@@ -295,21 +314,12 @@ class HipushBackend:
         EmbeddedRedis(self.data_dir).ensure_running(detach=True)
 
     def _prepare_database(self) -> None:
-        """A MySQL/MariaDB database is made if missing and hipush's own tables dropped (gunicorn's master
-        makes the schema again); a SQLite file in the run's directory starts empty anyway."""
-        import sqlalchemy as sa
+        """A MySQL/MariaDB database is prepared (prepare_database); a SQLite file in the run's directory starts
+        empty anyway."""
         from sqlalchemy.engine import make_url
 
-        url = make_url(self.database_url)
-        if url.get_backend_name() == "mysql":
-            server = sa.create_engine(url.set(database=""))
-            with server.begin() as conn:
-                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{url.database}` CHARACTER SET utf8mb4"))
-            server.dispose()
-            from hipush.storage import db
-            engine = db.make_engine(self.database_url)
-            db.metadata.drop_all(engine)
-            engine.dispose()
+        if make_url(self.database_url).get_backend_name() == "mysql":
+            prepare_database(self.database_url)
 
     def reset_redis(self) -> None:
         if not self.redis_url:  # the embedded redis-server goes with the gunicorn master that last used it
