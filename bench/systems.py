@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import procstat
 
@@ -320,6 +321,22 @@ class HipushBackend:
 
         if make_url(self.database_url).get_backend_name() == "mysql":
             prepare_database(self.database_url)
+
+    def cpu_bench_urls(self) -> tuple:
+        """(Redis URL, database URL) of their own for bench/cpu_per_message.measure, which flushes and drops
+        them: the next db number of the same Redis and the database's name + `_cpu` on the same server; ""
+        (an embedded redis-server, SQLite, in its own temporary directory) where the run's are embedded / SQLite."""
+        from sqlalchemy.engine import make_url
+
+        redis_url = ""
+        if self.redis_url:
+            parts = urlsplit(self.redis_url)  # ?db= wins over a path's db; a unix:// URL's path is its socket
+            query = urlencode({**dict(parse_qsl(parts.query)), "db": self.db_number + 1})
+            redis_url = urlunsplit(parts._replace(path=parts.path if parts.scheme == "unix" else "", query=query))
+        database = make_url(self.database_url)
+        database_url = "" if database.get_backend_name() == "sqlite" else \
+            database.set(database=database.database + "_cpu").render_as_string(hide_password=False)
+        return redis_url, database_url
 
     def reset_redis(self) -> None:
         if not self.redis_url:  # the embedded redis-server goes with the gunicorn master that last used it
