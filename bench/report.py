@@ -166,7 +166,7 @@ def markdown(results: dict) -> str:
             cells.append(_ratio(values.get(RATIO_OF[0]), values.get(RATIO_OF[1])))
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     if results.get("metrics_cost"):
-        lines += ["", *metrics_cost_lines(results["metrics_cost"])]
+        lines += ([""] if table else []) + metrics_cost_lines(results["metrics_cost"])
     if results.get("notes"):
         lines += ["", *[f"- {note}" for note in results["notes"]]]
     return "\n".join(lines) + "\n"
@@ -196,7 +196,9 @@ def metrics_cost_lines(cost: dict) -> list:
         f"| unicast ceiling drop where the workers are the bottleneck (1 − off/on, medians) | "
         f"{cost['ceiling_drop_pct']:.1f} % ({'within' if cost['within_limit'] else 'over'} the limit) | {limit} |",
         "| cost per pair of servers (its on over its off, medians) | " +
-        ", ".join(f"{pct:+.1f} %" for pct in cost["pair_cost_pct"]) + " | |",
+        ", ".join(f"{pct:+.1f} %" for pct in cost["pair_cost_pct"]) +
+        (f"; mean {cost['pair_cost_mean_pct']:+.1f} % ± {cost['pair_cost_sem_pct']:.1f} % (standard error)"
+         if cost["pair_cost_sem_pct"] is not None else "") + " | |",
     ]
     return lines
 

@@ -478,6 +478,9 @@ def metrics_cost(ctx: Context) -> dict:
                                 for a, b in zip(per_server["on"], per_server["off"])],
               "limit_pct": METRICS_COST_LIMIT_PCT}
     result["within_limit"] = result["ceiling_drop_pct"] <= METRICS_COST_LIMIT_PCT
+    pairs = result["pair_cost_pct"]  # their spread says how far the figure can be trusted on this machine
+    result["pair_cost_mean_pct"] = round(statistics.mean(pairs), 1)
+    result["pair_cost_sem_pct"] = round(statistics.stdev(pairs) / math.sqrt(len(pairs)), 1) if len(pairs) > 1 else None
     ctx.log(f"  metrics on {on['median']:.0f} µs/message, off {off['median']:.0f} (medians of {on['runs']} runs "
             f"each): cost {result['cost_pct']:+.1f} %, ceiling drop {result['ceiling_drop_pct']:.1f} % "
             f"(limit {METRICS_COST_LIMIT_PCT:.0f} %)")
