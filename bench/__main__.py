@@ -23,7 +23,8 @@ from . import procstat, report, scenarios, systems
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("hipush-1w", "hipush-2w", "hipush-2w-cluster", "nchan-2w")
 CLUSTER = "-cluster"  # a hipush label ending so runs on a local Redis Cluster (systems.ClusterBackend)
-SCENARIOS = ("floor", "parked", "unicast", "sse_unicast", "sse_batch", "fanout", "sse_fanout", "soak")
+SCENARIOS = ("floor", "parked", "unicast", "sse_unicast", "sse_batch", "fanout", "sse_fanout", "metrics_cost",
+             "soak")
 SSE_RESULTS = {"sse_unicast": "unicast_sse", "sse_batch": "unicast_batch", "sse_fanout": "fanout_sse"}
 
 PROFILES = {
@@ -37,6 +38,7 @@ PROFILES = {
         one_worker_scenarios=["parked", "unicast", "fanout"],  # the soak runs hipush as deployed: 2 workers
         sse_rates=[1000, 2000], sse_ramp=[3000, 3500, 4000, 5000, 6000, 8000, 10000],
         batch_rates=[2000], batch_ramp=[4000, 6000, 8000, 10000, 12000, 16000], floor_s=10,
+        metrics_cost_pairs=4, metrics_cost_runs=3, metrics_cost_messages=3000,  # 12 runs each of on and off
     ),
     "quick": dict(
         parked_levels=[1000], parked_hold_s=3,
@@ -47,10 +49,11 @@ PROFILES = {
         soak_fanout_every_s=10, soak_churn=0.0, soak_sample_s=10,
         one_worker_scenarios=["parked"],  # hipush-1w only here: the ratio column compares 2 workers with 2
         sse_rates=[1000], sse_ramp=[2000, 3500, 5000], batch_rates=[2000], batch_ramp=[4000, 8000], floor_s=3,
+        metrics_cost_pairs=2, metrics_cost_runs=2, metrics_cost_messages=1000,
     ),
 }
 COMMON = dict(subscriber_procs=2, rate_per_publisher=2500, publish_concurrency=64, open_rate=3000, park_batch=1000,
-              batch_size=100, floor_connections=50)
+              batch_size=100, floor_connections=50, metrics_cost_clients=20, metrics_cost_warmup=300)
 
 
 def parse_args(argv):
@@ -195,6 +198,12 @@ def main(argv=None) -> int:
                 print("== floor: hello-world Flask, 2 gevent workers", flush=True)
                 results["floor"] = scenarios.floor(ctx, systems.FloorServer(2, run_dir))
                 continue
+            if scenario == "metrics_cost":  # servers of its own, 1 worker each (bench/cpu_per_message.py)
+                print("== metrics_cost: hipush-1w, metrics counting on and off, alternating", flush=True)
+                began = time.monotonic()
+                results["metrics_cost"] = metrics_cost_skipped(backend) or scenarios.metrics_cost(ctx)
+                results.setdefault("elapsed_s", {})["metrics_cost hipush-1w"] = round(time.monotonic() - began, 1)
+                continue
             for label in run_order:
                 if scenario == "sse_batch" and not label.startswith("hipush"):
                     continue  # a batch call is hipush's
@@ -247,6 +256,15 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
     return 1 if failed else 0
+
+
+def metrics_cost_skipped(backend):
+    """Why the metrics_cost scenario cannot run, as its result, or None."""
+    if backend is None:
+        return {"skipped": "no hipush system in --systems (it runs on their Redis and database server)"}
+    if systems.HIPUSH_ROOT != systems.ROOT:  # tests/support.Server, which it starts, runs this repository's tree
+        return {"skipped": "it measures this repository's hipush only, not --hipush-root"}
+    return None
 
 
 def notes(results: dict, profile: dict) -> list:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.procstat import total_cpu_seconds  # noqa: E402
-from bench.systems import HipushBackend  # noqa: E402
+from bench.systems import HipushBackend, prepare_database  # noqa: E402
 from support import Api, Server, client_key, seed_sign, wait_for  # noqa: E402
 
 
@@ -176,6 +176,82 @@ def drive(subscribers, redis_client, per_subscriber: int) -> None:
         raise errors[0]
 
 
+class Run:
+    """One measured run: messages delivered, the workers' CPU seconds and the wall seconds it took."""
+
+    def __init__(self, number: int, delivered: int, cpu_s: float, wall_s: float):
+        self.number, self.delivered, self.cpu_s, self.wall_s = number, delivered, cpu_s, wall_s
+
+    @property
+    def us_per_message(self) -> float:
+        return 1e6 * self.cpu_s / self.delivered
+
+    def __str__(self) -> str:
+        return (f"run {self.number}: {self.delivered} messages, worker CPU {self.cpu_s:.2f} s = "
+                f"{self.us_per_message:.0f} µs/message (wall {self.wall_s:.1f} s)")
+
+
+def measure(redis_url: str = "", database_url: str = "", config_file: str = "", runs: int = 3,
+            messages: int = 3000, warmup: int = 300, clients: int = 20, workers: int = 1, transport: str = "poll",
+            batch: int = 0, profile: str = "", on_run=None) -> list:
+    """Starts hipush, drives `runs` measured runs after the warm-up and returns them ([Run]); `on_run(run)` is
+    called as each ends. redis_url "" = an embedded redis-server, database_url "" = SQLite, both in a temporary
+    directory; a Redis given is flushed and a database's hipush tables dropped first. config_file: a gunicorn
+    config instead of gunicorn.conf.py; profile: a pstats file for worker 1 (bench/profiled_gunicorn.py)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="hp-cpu-", dir="/tmp"))
+    env = {"HIPUSH_DATA_DIR": str(data_dir), "HIPUSH_SECRET_KEY": "cpu-bench-" + data_dir.name,
+           **HipushBackend.RATE_LIMITS_OFF}  # as make bench runs it
+    if redis_url:
+        redis.Redis.from_url(redis_url).flushdb()
+        env["HIPUSH_REDIS_URL"] = redis_url
+    if database_url:
+        prepare_database(database_url)
+        env["HIPUSH_DATABASE_URL"] = database_url
+    if profile:
+        env["HIPUSH_BENCH_PROFILE"] = str(Path(profile).resolve())
+    server = Server(env, workers=workers)
+    if config_file:
+        server.config_file = str(Path(config_file).resolve())
+    if profile:
+        server.config_file = str(ROOT / "bench" / "profiled_gunicorn.py")
+    measured = []
+    try:
+        server.start()
+        app = server.create_app("cpu-bench")
+        api = Api(server.base)
+        job_id = api.new_job(app)
+        redis_client = (redis.Redis.from_url(redis_url) if redis_url
+                        else redis.Redis(unix_socket_path=str(data_dir / "redis.sock")))
+        host = server.base.removeprefix("http://")
+        if transport == "sse":
+            subscribers = [StreamSubscriber(host, api.register(app, f"cpu-bench-{i}"), app, job_id)
+                           for i in range(clients)]
+        else:
+            subscribers = [Subscriber(host, api.register(app, f"cpu-bench-{i}"), app, job_id, 30)
+                           for i in range(clients)]
+        batches = http.client.HTTPConnection(host, timeout=60)
+
+        def run_round(per_subscriber):
+            if batch:
+                drive_batches(subscribers, batches, app, job_id, per_subscriber, batch)
+            else:
+                drive(subscribers, redis_client, per_subscriber)
+        run_round(max(1, warmup // clients))
+        worker_pids = server.worker_pids()
+        per_subscriber = max(1, messages // clients)
+        for number in range(1, runs + 1):
+            cpu_before, started = total_cpu_seconds(worker_pids), time.monotonic()
+            run_round(per_subscriber)
+            cpu_s = total_cpu_seconds(worker_pids) - cpu_before
+            measured.append(Run(number, per_subscriber * len(subscribers), cpu_s, time.monotonic() - started))
+            if on_run:
+                on_run(measured[-1])
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=3000, help="measured round trips per run")
@@ -192,64 +268,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="with sse: messages per /push/batch call")
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="hp-cpu-", dir="/tmp"))
-    env = {"HIPUSH_DATA_DIR": str(data_dir), "HIPUSH_SECRET_KEY": "cpu-bench-" + data_dir.name,
-           **HipushBackend.RATE_LIMITS_OFF}  # as make bench runs it
-    if args.redis_url:
-        redis.Redis.from_url(args.redis_url).flushdb()
-        env["HIPUSH_REDIS_URL"] = args.redis_url
-    if args.database_url:
-        from hipush.storage import db
-
-        engine = db.make_engine(args.database_url)
-        db.metadata.drop_all(engine)
-        engine.dispose()
-        env["HIPUSH_DATABASE_URL"] = args.database_url
-    if args.profile:
-        env["HIPUSH_BENCH_PROFILE"] = str(Path(args.profile).resolve())
-    server = Server(env, workers=args.workers)
-    if args.config:
-        server.config_file = str(Path(args.config).resolve())
-    if args.profile:
-        server.config_file = str(ROOT / "bench" / "profiled_gunicorn.py")
-    try:
-        server.start()
-        app = server.create_app("cpu-bench")
-        api = Api(server.base)
-        job_id = api.new_job(app)
-        redis_client = (redis.Redis.from_url(args.redis_url) if args.redis_url
-                        else redis.Redis(unix_socket_path=str(data_dir / "redis.sock")))
-        host = server.base.removeprefix("http://")
-        if args.transport == "sse":
-            subscribers = [StreamSubscriber(host, api.register(app, f"cpu-bench-{i}"), app, job_id)
-                           for i in range(args.clients)]
-        else:
-            subscribers = [Subscriber(host, api.register(app, f"cpu-bench-{i}"), app, job_id, 30)
-                           for i in range(args.clients)]
-        batches = http.client.HTTPConnection(host, timeout=60)
-
-        def run_round(per_subscriber):
-            if args.batch:
-                drive_batches(subscribers, batches, app, job_id, per_subscriber, args.batch)
-            else:
-                drive(subscribers, redis_client, per_subscriber)
-        run_round(max(1, args.warmup // args.clients))
-        workers = server.worker_pids()
-        per_subscriber = max(1, args.messages // args.clients)
-        for run in range(1, args.runs + 1):
-            cpu_before, started = total_cpu_seconds(workers), time.monotonic()
-            run_round(per_subscriber)
-            cpu, wall = total_cpu_seconds(workers) - cpu_before, time.monotonic() - started
-            delivered = per_subscriber * len(subscribers)
-            print(f"run {run}: {delivered} messages, worker CPU {cpu:.2f} s = {1e6 * cpu / delivered:.0f} µs/message"
-                  f" (wall {wall:.1f} s)", flush=True)
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    runs = measure(args.redis_url, args.database_url, args.config, args.runs, args.messages, args.warmup,
+                   args.clients, args.workers, args.transport, args.batch, args.profile,
+                   on_run=lambda run: print(run, flush=True))
     if args.profile:
         import pstats
 
-        total = args.warmup // args.clients * args.clients + args.runs * per_subscriber * args.clients
+        total = args.warmup // args.clients * args.clients + sum(run.delivered for run in runs)
         print(f"profile: {args.profile} (python -m pstats {args.profile}); worker 1 made "
               f"{pstats.Stats(args.profile).total_calls / total:.0f} Python function calls per message "
               "(its start-up included: compare runs of equal sizes)")

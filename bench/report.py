@@ -153,9 +153,11 @@ def markdown(results: dict) -> str:
              f"{machine['mem_total_gb']} GB, open files {machine['open_files']}, load average at start "
              f"{machine['loadavg_start']}. " + " ".join(about) +
              " Load generator: separate gevent processes over raw sockets on loopback.", ""]
-    lines += ["| " + " | ".join(head[1:]) + " |", "|" + "---|" * (len(head) - 1)]
+    table = rows(results)
+    if table:
+        lines += ["| " + " | ".join(head[1:]) + " |", "|" + "---|" * (len(head) - 1)]
     section = None
-    for sec, metric, values, unit in rows(results):
+    for sec, metric, values, unit in table:
         if sec != section:
             lines.append(f"| **{sec}** |" + " |" * (len(head) - 2))
             section = sec
@@ -163,9 +165,42 @@ def markdown(results: dict) -> str:
         if ratio:
             cells.append(_ratio(values.get(RATIO_OF[0]), values.get(RATIO_OF[1])))
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    if results.get("metrics_cost"):
+        lines += ([""] if table else []) + metrics_cost_lines(results["metrics_cost"])
     if results.get("notes"):
         lines += ["", *[f"- {note}" for note in results["notes"]]]
     return "\n".join(lines) + "\n"
+
+
+def metrics_cost_lines(cost: dict) -> list:
+    """The metrics_cost scenario's section: CPU per message with the metrics on and off, and the limit."""
+    lines = ["## What the metrics cost on the long-poll path", ""]
+    if "skipped" in cost:
+        return lines + [f"Not run: {cost['skipped']}."]
+    us = {setting: f"{cost[setting]['median']:,.0f} / {cost[setting]['mean']:,.0f} ({cost[setting]['runs']})"
+          for setting in ("on", "off")}
+    limit = f"≤ {cost['limit_pct']:.0f} %"
+    lines += [
+        f"Worker CPU per delivered long-poll message (µs, `/proc`), hipush with {cost['workers']} worker and "
+        f"{cost['clients']} clients in lock step (`bench/cpu_per_message.py`, Redis {cost['redis_url']}, database "
+        f"{cost['database_url']}), with its Prometheus metrics counting (on) and with every counting function a "
+        f"no-op (off, `bench/metrics_off.py`): {cost['pairs']} servers of each, alternating (on, off, off, on, ...), "
+        f"{cost['runs_per_server']} runs of {cost['messages_per_run']:,} messages on each. Where the workers are "
+        "the bottleneck the unicast ceiling drops by about the fraction CPU per message rises (1 − off/on); the "
+        "CPU time is the steadier figure (the ceilings move with the machine's load).", "",
+        "| metric | measured | limit |", "|---|---|---|",
+        f"| metrics on: µs/message, median / mean (runs) | {us['on']} | |",
+        f"| metrics off: µs/message, median / mean (runs) | {us['off']} | |",
+        f"| cost: CPU per message, on over off (medians; of the means) | {cost['cost_pct']:+.1f} % "
+        f"({cost['cost_pct_of_means']:+.1f} %) | |",
+        f"| unicast ceiling drop where the workers are the bottleneck (1 − off/on, medians) | "
+        f"{cost['ceiling_drop_pct']:.1f} % ({'within' if cost['within_limit'] else 'over'} the limit) | {limit} |",
+        "| cost per pair of servers (its on over its off, medians) | " +
+        ", ".join(f"{pct:+.1f} %" for pct in cost["pair_cost_pct"]) +
+        (f"; mean {cost['pair_cost_mean_pct']:+.1f} % ± {cost['pair_cost_sem_pct']:.1f} % (standard error)"
+         if cost["pair_cost_sem_pct"] is not None else "") + " | |",
+    ]
+    return lines
 
 
 def charts(results: dict, out_dir: Path, name: str) -> list:

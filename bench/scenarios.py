@@ -8,10 +8,13 @@ fanout   one message to a topic (hipush) / channel (Nchan) with N parked subscri
 sse_unicast, sse_fanout   the same over SSE streams (hipush /comet/stream, Nchan EventSource).
 sse_batch  unicast published 100 messages per /push/batch call (hipush only), received over SSE.
 floor    the framework floor: hello-world Flask under the same gunicorn settings, requests/s (closed loop).
+metrics_cost  worker CPU per delivered long-poll message with hipush's metrics counting and without, in
+         alternating servers of 1 worker (bench/cpu_per_message.py, bench/metrics_off.py).
 soak     mixed load for minutes (idle polls, unicast stream, periodic fan-out, clients dropping their
          connections and coming back): errors, lost messages, memory growth.
 """
 import math
+import statistics
 import subprocess
 import sys
 import threading
@@ -432,6 +435,61 @@ def floor(ctx: Context, server) -> dict:
         return result
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------ what the metrics cost
+
+METRICS_COST_LIMIT_PCT = 3.0  # issue 18: the metrics may lower the unicast ceiling by this much at most
+METRICS_OFF_CONFIG = str(Path(__file__).resolve().parent / "metrics_off.py")
+
+
+def metrics_cost(ctx: Context) -> dict:
+    """Worker CPU per delivered long-poll message with hipush's metrics counting (on) and with every counting
+    function a no-op (off: bench/metrics_off.py), by bench/cpu_per_message.measure: 1 worker, clients in lock
+    step, a fresh server for each measure. The servers alternate on, off, off, on, on, off, ... so that a drift
+    in the machine's load weighs on both alike. CPU time, not a rate: the rates move with the machine's load."""
+    from . import cpu_per_message
+
+    p = ctx.p
+    redis_url, database_url = ctx.backend.cpu_bench_urls()  # its own: measure() flushes and drops them
+    per_server = {"on": [], "off": []}  # µs per message of each run, one list per server
+    for pair in range(p["metrics_cost_pairs"]):
+        for setting in ("on", "off") if pair % 2 == 0 else ("off", "on"):
+            runs = cpu_per_message.measure(redis_url, database_url, METRICS_OFF_CONFIG if setting == "off" else "",
+                                           runs=p["metrics_cost_runs"], messages=p["metrics_cost_messages"],
+                                           warmup=p["metrics_cost_warmup"], clients=p["metrics_cost_clients"])
+            per_server[setting].append([round(run.us_per_message, 1) for run in runs])
+            ctx.log(f"  metrics {setting}: " + ", ".join(f"{us:.0f}" for us in per_server[setting][-1]) +
+                    " µs/message")
+    if redis_url:
+        import redis
+        redis.Redis.from_url(redis_url).flushdb()  # left empty, as HipushBackend.close leaves the run's
+    figures = {setting: _us_summary([us for server in servers for us in server])
+               for setting, servers in per_server.items()}
+    on, off = figures["on"], figures["off"]
+    result = {"workers": 1, "clients": p["metrics_cost_clients"], "pairs": p["metrics_cost_pairs"],
+              "runs_per_server": p["metrics_cost_runs"], "messages_per_run": p["metrics_cost_messages"],
+              "redis_url": redis_url or "embedded", "database_url": database_url or "SQLite",
+              "us_per_message": per_server, **figures,
+              "cost_pct": round(100 * (on["median"] / off["median"] - 1), 1),
+              "cost_pct_of_means": round(100 * (on["mean"] / off["mean"] - 1), 1),
+              "ceiling_drop_pct": round(100 * (1 - off["median"] / on["median"]), 1),
+              "pair_cost_pct": [round(100 * (_us_summary(a)["median"] / _us_summary(b)["median"] - 1), 1)
+                                for a, b in zip(per_server["on"], per_server["off"])],
+              "limit_pct": METRICS_COST_LIMIT_PCT}
+    result["within_limit"] = result["ceiling_drop_pct"] <= METRICS_COST_LIMIT_PCT
+    pairs = result["pair_cost_pct"]  # their spread says how far the figure can be trusted on this machine
+    result["pair_cost_mean_pct"] = round(statistics.mean(pairs), 1)
+    result["pair_cost_sem_pct"] = round(statistics.stdev(pairs) / math.sqrt(len(pairs)), 1) if len(pairs) > 1 else None
+    ctx.log(f"  metrics on {on['median']:.0f} µs/message, off {off['median']:.0f} (medians of {on['runs']} runs "
+            f"each): cost {result['cost_pct']:+.1f} %, ceiling drop {result['ceiling_drop_pct']:.1f} % "
+            f"(limit {METRICS_COST_LIMIT_PCT:.0f} %)")
+    return result
+
+
+def _us_summary(values) -> dict:
+    return {"mean": round(statistics.mean(values), 1), "median": round(statistics.median(values), 1),
+            "runs": len(values)}
 
 
 # ------------------------------------------------------------ soak

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import procstat
 
@@ -246,6 +247,25 @@ def procstat_nofile_hard() -> int:
 
 # ---------------------------------------------------------------- hipush's backend: Redis and the database
 
+def prepare_database(database_url: str) -> None:
+    """A MySQL/MariaDB database is made if missing; hipush's own tables are dropped (gunicorn's master makes
+    the schema again)."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from hipush.storage import db
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "mysql":
+        server = sa.create_engine(url.set(database=""))
+        with server.begin() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{url.database}` CHARACTER SET utf8mb4"))
+        server.dispose()
+    engine = db.make_engine(database_url)
+    db.metadata.drop_all(engine)
+    engine.dispose()
+
+
 class HipushBackend:
     """hipush's Redis and database for one bench run; apps, clients and topics persist across server restarts."""
 
@@ -295,21 +315,28 @@ class HipushBackend:
         EmbeddedRedis(self.data_dir).ensure_running(detach=True)
 
     def _prepare_database(self) -> None:
-        """A MySQL/MariaDB database is made if missing and hipush's own tables dropped (gunicorn's master
-        makes the schema again); a SQLite file in the run's directory starts empty anyway."""
-        import sqlalchemy as sa
+        """A MySQL/MariaDB database is prepared (prepare_database); a SQLite file in the run's directory starts
+        empty anyway."""
         from sqlalchemy.engine import make_url
 
-        url = make_url(self.database_url)
-        if url.get_backend_name() == "mysql":
-            server = sa.create_engine(url.set(database=""))
-            with server.begin() as conn:
-                conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{url.database}` CHARACTER SET utf8mb4"))
-            server.dispose()
-            from hipush.storage import db
-            engine = db.make_engine(self.database_url)
-            db.metadata.drop_all(engine)
-            engine.dispose()
+        if make_url(self.database_url).get_backend_name() == "mysql":
+            prepare_database(self.database_url)
+
+    def cpu_bench_urls(self) -> tuple:
+        """(Redis URL, database URL) of their own for bench/cpu_per_message.measure, which flushes and drops
+        them: the next db number of the same Redis and the database's name + `_cpu` on the same server; ""
+        (an embedded redis-server, SQLite, in its own temporary directory) where the run's are embedded / SQLite."""
+        from sqlalchemy.engine import make_url
+
+        redis_url = ""
+        if self.redis_url:
+            parts = urlsplit(self.redis_url)  # ?db= wins over a path's db; a unix:// URL's path is its socket
+            query = urlencode({**dict(parse_qsl(parts.query)), "db": self.db_number + 1})
+            redis_url = urlunsplit(parts._replace(path=parts.path if parts.scheme == "unix" else "", query=query))
+        database = make_url(self.database_url)
+        database_url = "" if database.get_backend_name() == "sqlite" else \
+            database.set(database=database.database + "_cpu").render_as_string(hide_password=False)
+        return redis_url, database_url
 
     def reset_redis(self) -> None:
         if not self.redis_url:  # the embedded redis-server goes with the gunicorn master that last used it
