@@ -206,7 +206,10 @@ def make_engine(url: str) -> sa.Engine:
     # builds a TLS context (~20 ms of CPU), which under load cost more than the queries. No pre-ping
     # (a round trip per checkout): a connection found dead fails its one call with 503 and SQLAlchemy
     # then replaces every connection of the pool; pool_recycle stays under MySQL's wait_timeout.
-    return sa.create_engine(parsed, pool_size=20, max_overflow=0, pool_timeout=10, pool_recycle=3600)
+    # No ROLLBACK when a connection goes back to the pool (a round trip per use, after every COMMIT): every use
+    # is an engine.begin() that commits or rolls back, or an engine.connect() whose close() rolls back itself.
+    return sa.create_engine(parsed, pool_size=20, max_overflow=0, pool_timeout=10, pool_recycle=3600,
+                            pool_reset_on_return=None)
 
 
 @contextlib.contextmanager
