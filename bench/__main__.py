@@ -23,13 +23,14 @@ from . import procstat, report, scenarios, systems
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("hipush-1w", "hipush-2w", "hipush-2w-cluster", "nchan-2w")
 CLUSTER = "-cluster"  # a hipush label ending so runs on a local Redis Cluster (systems.ClusterBackend)
-SCENARIOS = ("floor", "parked", "unicast", "sse_unicast", "sse_batch", "fanout", "sse_fanout", "metrics_cost",
+SCENARIOS = ("floor", "parked", "sse_parked", "unicast", "sse_unicast", "sse_batch", "fanout", "sse_fanout", "metrics_cost",
              "soak")
-SSE_RESULTS = {"sse_unicast": "unicast_sse", "sse_batch": "unicast_batch", "sse_fanout": "fanout_sse"}
+SSE_RESULTS = {"sse_parked": "parked_sse", "sse_unicast": "unicast_sse", "sse_batch": "unicast_batch", "sse_fanout": "fanout_sse"}
 
 PROFILES = {
     "full": dict(
         parked_levels=[1000, 5000, 10000, 15000], parked_hold_s=60,  # one whole poll timeout (55 s): steady state
+        sse_parked_levels=[1000, 10000],
         unicast_clients=2000, rates=[200, 1000, 2000], step_s=15,
         ramp=[3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000], ramp_step_s=10, drain_s=5, step_overrun_s=10,
         fanout_sizes=[1000, 10000], fanout_rounds=3, fanout_wait_s=60,
@@ -41,7 +42,7 @@ PROFILES = {
         metrics_cost_pairs=4, metrics_cost_runs=3, metrics_cost_messages=3000,  # 12 runs each of on and off
     ),
     "quick": dict(
-        parked_levels=[1000], parked_hold_s=3,
+        parked_levels=[1000], parked_hold_s=3, sse_parked_levels=[1000],
         unicast_clients=1000, rates=[200, 1000, 2000], step_s=2,
         ramp=[3000, 4000, 6000], ramp_step_s=2, drain_s=2, step_overrun_s=1,
         fanout_sizes=[1000], fanout_rounds=2, fanout_wait_s=20,
@@ -153,6 +154,8 @@ def main(argv=None) -> int:
     needs = [profile["unicast_clients"] if {"unicast", "sse_unicast", "sse_batch"} & set(wanted) else 0]
     if "parked" in wanted:
         needs.append(max(profile["parked_levels"], default=0))
+    if "sse_parked" in wanted:
+        needs.append(max(profile["sse_parked_levels"], default=0))
     if {"fanout", "sse_fanout"} & set(wanted):
         needs.append(max(profile["fanout_sizes"], default=0))
     if "soak" in wanted:
@@ -222,6 +225,8 @@ def main(argv=None) -> int:
                 elif scenario in ("sse_unicast", "sse_batch"):
                     results[SSE_RESULTS[scenario]][label] = scenarios.unicast(
                         ctx, make_server(label), "sse", profile["batch_size"] if scenario == "sse_batch" else 1)
+                elif scenario == "sse_parked":
+                    results["parked_sse"][label] = scenarios.parked(ctx, make_server(label), "sse")
                 elif scenario == "sse_fanout":
                     results["fanout_sse"][label] = {str(n): scenarios.fanout(ctx, make_server(label), n, "sse")
                                                     for n in profile["fanout_sizes"]}
@@ -288,7 +293,7 @@ def notes(results: dict, profile: dict) -> list:
     if all(lb in results["systems"] for lb in report.RATIO_OF):
         out.append(f"ratio column = {report.RATIO_OF[0]} ÷ {report.RATIO_OF[1]}: above 1 means hipush takes more "
                    "(time, memory, CPU) or, for delivered/s, delivers more")
-    out.append("server CPU is % of one core (2 cores = 200 %); RSS per parked poll is the growth of the server's "
+    out.append("server CPU is % of one core (2 cores = 200 %); RSS per parked poll (or open stream) is the growth of the server's "
                "worker processes' RSS over the idle baseline, divided by N; hipush also spends Redis client "
                "memory per parked poll (its own row)")
     out.append("latency = receipt time in the subscriber process minus the message's scheduled send time "

@@ -26,26 +26,8 @@ def _ratio(a, b):
 def rows(results: dict) -> list:
     """(section, metric, {system label: value}, unit) for the table."""
     out = []
-    parked = results.get("parked", {})
-    levels = sorted({row["n"] for r in parked.values() for row in r.get("levels", [])} |
-                    {n for r in parked.values() for n in r.get("skipped", [])})
-    for n in levels:
-        def level(label, key, n=n):
-            row = next((x for x in parked.get(label, {}).get("levels", []) if x["n"] == n), None)
-            return None if row is None else row.get(key)
-        out.append(("parked polls", f"N={n:,}: parked on the server (client-side errors)",
-                    {lb: (f"{level(lb, 'server_parked'):,} ({level(lb, 'errors')})" if level(lb, "server_parked")
-                          is not None else "n/a") for lb in parked}, ""))
-        out.append(("parked polls", f"N={n:,}: server RSS per parked poll",
-                    {lb: level(lb, "kb_per_poll") for lb in parked}, " KB"))
-        if any(level(lb, "redis_kb_per_poll") is not None for lb in parked):
-            out.append(("parked polls", f"N={n:,}: + Redis client memory per parked poll",
-                        {lb: level(lb, "redis_kb_per_poll") for lb in parked}, " KB"))
-        out.append(("parked polls", f"N={n:,}: idle server CPU", {lb: level(lb, "idle_cpu_pct") for lb in parked},
-                    " %"))
-        out.append(("parked polls", f"N={n:,}: time to park all", {lb: level(lb, "park_s") for lb in parked}, " s"))
-        out.append(("parked polls", f"N={n:,}: load generator CPU while idle",
-                    {lb: level(lb, "loadgen_cpu_pct") for lb in parked}, " %"))
+    out += _parked_rows("parked polls", "parked poll", results.get("parked", {}))
+    out += _parked_rows("open SSE streams", "open stream", results.get("parked_sse", {}))
     if results.get("floor"):
         floor = results["floor"]
         out.append(("framework floor", f"hello-world Flask, 2 gevent workers: requests/s ({floor['connections']} "
@@ -74,6 +56,30 @@ def rows(results: dict) -> list:
                     {lb: r["unicast_latency_ms"]["p99"] for lb, r in soak.items()}, " ms"))
         out.append(("soak", "server RSS growth after warm-up",
                     {lb: r["rss_growth_kb"] for lb, r in soak.items()}, " KB"))
+    return out
+
+
+def _parked_rows(section: str, what: str, parked: dict) -> list:
+    """Rows of a parked scenario: `what` is one subscriber held open (a parked poll, an open stream)."""
+    out = []
+    levels = sorted({row["n"] for r in parked.values() for row in r.get("levels", [])} |
+                    {n for r in parked.values() for n in r.get("skipped", [])})
+    for n in levels:
+        def level(label, key, n=n):
+            row = next((x for x in parked.get(label, {}).get("levels", []) if x["n"] == n), None)
+            return None if row is None else row.get(key)
+        out.append((section, f"N={n:,}: held by the server (client-side errors)",
+                    {lb: (f"{level(lb, 'server_parked'):,} ({level(lb, 'errors')})" if level(lb, "server_parked")
+                          is not None else "n/a") for lb in parked}, ""))
+        out.append((section, f"N={n:,}: server RSS per {what}", {lb: level(lb, "kb_per_poll") for lb in parked},
+                    " KB"))
+        if any(level(lb, "redis_kb_per_poll") is not None for lb in parked):
+            out.append((section, f"N={n:,}: + Redis client memory per {what}",
+                        {lb: level(lb, "redis_kb_per_poll") for lb in parked}, " KB"))
+        out.append((section, f"N={n:,}: idle server CPU", {lb: level(lb, "idle_cpu_pct") for lb in parked}, " %"))
+        out.append((section, f"N={n:,}: time to open all", {lb: level(lb, "park_s") for lb in parked}, " s"))
+        out.append((section, f"N={n:,}: load generator CPU while idle",
+                    {lb: level(lb, "loadgen_cpu_pct") for lb in parked}, " %"))
     return out
 
 

@@ -132,9 +132,12 @@ class Context:
 
 # ------------------------------------------------------------ parked polls
 
-def parked(ctx: Context, server) -> dict:
-    levels = [n for n in ctx.p["parked_levels"] if n <= server.max_parked]
-    skipped = [n for n in ctx.p["parked_levels"] if n > server.max_parked]
+def parked(ctx: Context, server, transport: str = "poll") -> dict:
+    """Subscribers held open at each level (transport "sse": open streams instead of parked polls): the server's
+    memory per subscriber and its idle CPU."""
+    wanted = ctx.p["parked_levels" if transport == "poll" else "sse_parked_levels"]
+    levels = [n for n in wanted if n <= server.max_parked]
+    skipped = [n for n in wanted if n > server.max_parked]
     if not levels:
         return {"levels": [], "skipped": skipped}
     top = max(levels)
@@ -147,7 +150,7 @@ def parked(ctx: Context, server) -> dict:
             ctx.ensure_hipush_clients(server, ctx.p["clients_needed"])
         subs = ctx.subscribers(server, 0, top, prefix="p")
         fleet = agents.SubscriberFleet(server, subs, math.ceil(top / SUBSCRIBERS_PER_PROCESS), ctx.run_dir,
-                                       open_rate=ctx.p["open_rate"])
+                                       open_rate=ctx.p["open_rate"], extra={"transport": transport})
         time.sleep(1.5)
         base_rss = procstat.total_rss_kb(server.worker_pids())
         base_redis = server.backend.clients_memory_kb() if server.kind == "hipush" else None
@@ -177,7 +180,7 @@ def parked(ctx: Context, server) -> dict:
                 row["redis_kb_per_poll"] = round((redis_kb - base_redis) / n, 1)
             errors_before = status["errors"]
             rows.append(row)
-            ctx.log(f"  {server.label} parked {n}: held {parked_end} (client side {status['held']}), "
+            ctx.log(f"  {server.label} {transport} parked {n}: held {parked_end} (client side {status['held']}), "
                     f"errors {row['errors']}, {row['kb_per_poll']} KB/poll"
                     + (f" + Redis {row['redis_kb_per_poll']} KB/poll" if redis_kb is not None else "")
                     + f", idle CPU {idle_cpu}%, parked in {park_s}s")
