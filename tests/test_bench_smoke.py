@@ -39,6 +39,6 @@ def test_bench_harness_smoke(tmp_path):
     assert cost["limit_pct"] == 3.0 and len(cost["pair_cost_pct"]) == 1, cost
 
     table = (tmp_path / "smoke.md").read_text()
-    assert "| N=50: parked on the server (client-side errors) | 50 (0) |" in table
+    assert "| N=50: held by the server (client-side errors) | 50 (0) |" in table
     assert "100 msg/s: publish-to-receipt p99" in table
     assert "| metrics off: µs/message, median / mean (runs) |" in table and "| ≤ 3 % |" in table
