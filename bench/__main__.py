@@ -23,9 +23,10 @@ from . import procstat, report, scenarios, systems
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("hipush-1w", "hipush-2w", "hipush-2w-cluster", "nchan-2w")
 CLUSTER = "-cluster"  # a hipush label ending so runs on a local Redis Cluster (systems.ClusterBackend)
-SCENARIOS = ("floor", "parked", "sse_parked", "unicast", "sse_unicast", "sse_batch", "fanout", "sse_fanout", "metrics_cost",
-             "soak")
-SSE_RESULTS = {"sse_parked": "parked_sse", "sse_unicast": "unicast_sse", "sse_batch": "unicast_batch", "sse_fanout": "fanout_sse"}
+SCENARIOS = ("floor", "parked", "sse_parked", "unicast", "sse_unicast", "sse_batch", "fanout", "sse_fanout",
+             "metrics_cost", "soak")
+SSE_RESULTS = {"sse_parked": "parked_sse", "sse_unicast": "unicast_sse", "sse_batch": "unicast_batch",
+               "sse_fanout": "fanout_sse"}
 
 PROFILES = {
     "full": dict(
@@ -171,7 +172,8 @@ def main(argv=None) -> int:
     print(f"bench {name}: systems {', '.join(labels)}; scenarios {', '.join(wanted)}; run dir {run_dir}", flush=True)
     results = {"name": name, "mode": "quick" if args.quick else "full", "started_at": started_at,
                "systems": labels, "scenarios": wanted, "profile": profile, "machine": machine_facts(),
-               "versions": package_versions(), "hipush_root": str(systems.HIPUSH_ROOT), "notes": [], "parked": {}, "unicast": {}, "fanout": {}, "soak": {},
+               "versions": package_versions(), "hipush_root": str(systems.HIPUSH_ROOT), "notes": [], "parked": {},
+               "unicast": {}, "fanout": {}, "soak": {},
                **{key: {} for key in SSE_RESULTS.values()}}
     if any(label.startswith("nchan") for label in labels):  # nginx is installed by `make bench`, not `make test`
         results["versions"].update(nginx=systems.nginx_version(), nchan=systems.nchan_package_version())
@@ -293,8 +295,8 @@ def notes(results: dict, profile: dict) -> list:
     if all(lb in results["systems"] for lb in report.RATIO_OF):
         out.append(f"ratio column = {report.RATIO_OF[0]} ÷ {report.RATIO_OF[1]}: above 1 means hipush takes more "
                    "(time, memory, CPU) or, for delivered/s, delivers more")
-    out.append("server CPU is % of one core (2 cores = 200 %); RSS per parked poll (or open stream) is the growth of the server's "
-               "worker processes' RSS over the idle baseline, divided by N; hipush also spends Redis client "
+    out.append("server CPU is % of one core (2 cores = 200 %); RSS per parked poll (or open stream) is the growth "
+               "of the server's worker processes' RSS over the idle baseline, divided by N; hipush also spends Redis client "
                "memory per parked poll (its own row)")
     out.append("latency = receipt time in the subscriber process minus the message's scheduled send time "
                "(open loop), so it includes any lateness of the publisher")

@@ -91,8 +91,8 @@ class Services:
     def start_background(self) -> None:
         """Heartbeats, counter and metric flushes, timed pushes, retention and the Redis' installation identity, on
         APScheduler."""
-        jobs = [(self.stats.flush, 1), (metrics.flush, 1), (self.timers.fire_due, 1), (self.retention.run, RETENTION_CHECK_SECONDS),
-                (self.installation.keep, 5)]
+        jobs = [(self.stats.flush, 1), (metrics.flush, 1), (self.timers.fire_due, 1),
+                (self.retention.run, RETENTION_CHECK_SECONDS), (self.installation.keep, 5)]
         if self.routes.routes:
             jobs.append((self.routes.drain, 1))  # e-mail and gateway deliveries, off the request path
         if "comet" in self.config.roles:
