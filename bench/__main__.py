@@ -296,8 +296,8 @@ def notes(results: dict, profile: dict) -> list:
         out.append(f"ratio column = {report.RATIO_OF[0]} ÷ {report.RATIO_OF[1]}: above 1 means hipush takes more "
                    "(time, memory, CPU) or, for delivered/s, delivers more")
     out.append("server CPU is % of one core (2 cores = 200 %); RSS per parked poll (or open stream) is the growth "
-               "of the server's worker processes' RSS over the idle baseline, divided by N; hipush also spends Redis client "
-               "memory per parked poll (its own row)")
+               "of the server's worker processes' RSS over the idle baseline, divided by N; hipush also spends "
+               "Redis client memory per parked poll (its own row)")
     out.append("latency = receipt time in the subscriber process minus the message's scheduled send time "
                "(open loop), so it includes any lateness of the publisher")
     return out
