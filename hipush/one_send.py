@@ -10,6 +10,7 @@ FINAL_CHUNK = b"0\r\n\r\n"
 
 
 def install() -> None:
+    Response.held_headers = b""  # headers not sent yet, until the first body bytes or the answer's end
     Response.send_headers = _hold_headers
     Response._emit_body = _emit_with_headers
     Response.close = _close
@@ -25,8 +26,7 @@ def _hold_headers(self) -> None:
 
 
 def _take_held(self) -> bytes:
-    held = getattr(self, "held_headers", b"")
-    self.held_headers = b""
+    held, self.held_headers = self.held_headers, b""
     return held
 
 
